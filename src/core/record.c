@@ -1,0 +1,253 @@
+/* Span records: arena-backed storage, reference counting, lookups. */
+#include "record_impl.h"
+
+#include "basalt/common.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+record_impl *record_new(void) {
+    record_impl *r = malloc(sizeof *r);
+    if (r == NULL) return NULL;
+    memset(&r->pub, 0, sizeof r->pub);
+    atomic_init(&r->refcount, 1);
+    r->attr_cap = RECORD_INLINE_ATTRS;
+    r->event_cap = 0;
+    r->attrs = r->inline_attrs;
+    r->attr_hashes = r->inline_hashes;
+    r->events = NULL;
+    r->overflow = NULL;
+    r->arena_used = 0;
+    r->pub.attrs = r->attrs;
+    return r;
+}
+
+void *record_alloc(record_impl *r, size_t n) {
+    n = (n + 7) & ~(size_t)7;
+    if (RECORD_INLINE_ARENA - r->arena_used >= n) {
+        void *p = r->arena + r->arena_used;
+        r->arena_used += n;
+        return p;
+    }
+    arena_chunk *c = r->overflow;
+    if (c == NULL || c->cap - c->used < n) {
+        size_t cap = n > 2048 ? n : 2048;
+        c = malloc(sizeof *c + cap);
+        if (c == NULL) return NULL;
+        c->used = 0;
+        c->cap = cap;
+        c->next = r->overflow;
+        r->overflow = c;
+    }
+    void *p = c->data + c->used;
+    c->used += n;
+    return p;
+}
+
+const char *record_strdup(record_impl *r, const char *s, size_t len) {
+    if (s == NULL) s = "", len = 0;
+    /* Fast path: ASCII needs no repair. */
+    size_t i = 0;
+    while (i < len && (unsigned char)s[i] < 0x80) i++;
+    if (i < len) {
+        basalt_buf fixed = {0};
+        if (!basalt_utf8_repair(s, len, &fixed)) {
+            char *p = record_alloc(r, fixed.len + 1);
+            if (p) {
+                memcpy(p, fixed.data, fixed.len);
+                p[fixed.len] = '\0';
+            }
+            basalt_buf_free(&fixed);
+            return p;
+        }
+        basalt_buf_free(&fixed);
+    }
+    char *p = record_alloc(r, len + 1);
+    if (p == NULL) return NULL;
+    memcpy(p, s, len);
+    p[len] = '\0';
+    return p;
+}
+
+bool record_copy_value(record_impl *r, basalt_value in, basalt_value *out) {
+    *out = in;
+    switch (in.type) {
+    case BASALT_VAL_STRING: {
+        const char *p = record_strdup(r, in.u.s.ptr, in.u.s.len);
+        if (p == NULL) return false;
+        out->u.s.ptr = p;
+        out->u.s.len = strlen(p);
+        return true;
+    }
+    case BASALT_VAL_ARRAY: {
+        basalt_value *items = record_alloc(r, sizeof *items * (in.u.arr.n ? in.u.arr.n : 1));
+        if (items == NULL) return false;
+        for (size_t i = 0; i < in.u.arr.n; i++)
+            if (!record_copy_value(r, in.u.arr.items[i], &items[i])) return false;
+        out->u.arr.items = items;
+        return true;
+    }
+    case BASALT_VAL_KVLIST: {
+        basalt_kv *items = record_alloc(r, sizeof *items * (in.u.kv.n ? in.u.kv.n : 1));
+        if (items == NULL) return false;
+        for (size_t i = 0; i < in.u.kv.n; i++) {
+            const char *k = in.u.kv.items[i].key;
+            items[i].key = record_strdup(r, k, k ? strlen(k) : 0);
+            if (items[i].key == NULL) return false;
+            if (!record_copy_value(r, in.u.kv.items[i].value, &items[i].value)) return false;
+        }
+        out->u.kv.items = items;
+        return true;
+    }
+    default: return true;
+    }
+}
+
+uint32_t record_key_hash(const char *key) {
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++) h = (h ^ *p) * 16777619u;
+    return h;
+}
+
+int record_find_attr(const record_impl *r, const char *key, uint32_t hash) {
+    for (uint32_t i = 0; i < r->pub.nattrs; i++)
+        if (r->attr_hashes[i] == hash && strcmp(r->attrs[i].key, key) == 0) return (int)i;
+    return -1;
+}
+
+static bool grow_attrs(record_impl *r) {
+    uint32_t cap = r->attr_cap * 2;
+    if (cap > RECORD_MAX_ATTRS) cap = RECORD_MAX_ATTRS;
+    basalt_kv *attrs = malloc(sizeof *attrs * cap);
+    uint32_t *hashes = malloc(sizeof *hashes * cap);
+    if (attrs == NULL || hashes == NULL) {
+        free(attrs);
+        free(hashes);
+        return false;
+    }
+    memcpy(attrs, r->attrs, sizeof *attrs * r->pub.nattrs);
+    memcpy(hashes, r->attr_hashes, sizeof *hashes * r->pub.nattrs);
+    if (r->attrs != r->inline_attrs) {
+        free(r->attrs);
+        free(r->attr_hashes);
+    }
+    r->attrs = attrs;
+    r->attr_hashes = hashes;
+    r->attr_cap = cap;
+    r->pub.attrs = attrs;
+    return true;
+}
+
+void record_set_attr(record_impl *r, const char *key, bool static_key, basalt_value v) {
+    if (key == NULL || v.type == BASALT_VAL_NONE) return;
+    uint32_t h = record_key_hash(key);
+    basalt_value copy;
+    if (!record_copy_value(r, v, &copy)) return;
+    int at = record_find_attr(r, key, h);
+    if (at >= 0) {
+        r->attrs[at].value = copy;
+        return;
+    }
+    if (r->pub.nattrs == r->attr_cap) {
+        if (r->attr_cap >= RECORD_MAX_ATTRS || !grow_attrs(r)) {
+            r->pub.dropped_attrs++;
+            return;
+        }
+    }
+    const char *k = static_key ? key : record_strdup(r, key, strlen(key));
+    if (k == NULL) return;
+    r->attrs[r->pub.nattrs].key = k;
+    r->attrs[r->pub.nattrs].value = copy;
+    r->attr_hashes[r->pub.nattrs] = h;
+    r->pub.nattrs++;
+}
+
+void record_add_event(record_impl *r, const char *name, uint64_t time_ns, const basalt_kv *attrs,
+                      size_t n) {
+    if (r->pub.nevents >= RECORD_MAX_EVENTS) {
+        r->pub.dropped_events++;
+        return;
+    }
+    if (r->pub.nevents == r->event_cap) {
+        uint32_t cap = r->event_cap ? r->event_cap * 2 : 2;
+        basalt_event *ev = realloc(r->events, sizeof *ev * cap);
+        if (ev == NULL) return;
+        r->events = ev;
+        r->event_cap = cap;
+        r->pub.events = ev;
+    }
+    basalt_event *e = &r->events[r->pub.nevents];
+    e->name = record_strdup(r, name, strlen(name));
+    e->time_ns = time_ns;
+    e->nattrs = 0;
+    basalt_kv *copy = n ? record_alloc(r, sizeof *copy * n) : NULL;
+    e->attrs = copy;
+    if (copy) {
+        for (size_t i = 0; i < n; i++) {
+            if (attrs[i].value.type == BASALT_VAL_NONE) continue;
+            copy[e->nattrs].key = record_strdup(r, attrs[i].key, strlen(attrs[i].key));
+            if (!record_copy_value(r, attrs[i].value, &copy[e->nattrs].value)) continue;
+            e->nattrs++;
+        }
+    }
+    r->pub.nevents++;
+}
+
+void basalt_record_retain(const basalt_span_record *rec) {
+    record_impl *r = (record_impl *)rec;
+    atomic_fetch_add_explicit(&r->refcount, 1, memory_order_relaxed);
+}
+
+void basalt_record_release(const basalt_span_record *rec) {
+    if (rec == NULL) return;
+    record_impl *r = (record_impl *)rec;
+    if (atomic_fetch_sub_explicit(&r->refcount, 1, memory_order_acq_rel) != 1) return;
+    if (r->attrs != r->inline_attrs) {
+        free(r->attrs);
+        free(r->attr_hashes);
+    }
+    free(r->events);
+    for (arena_chunk *c = r->overflow, *next; c; c = next) {
+        next = c->next;
+        free(c);
+    }
+    free(r);
+}
+
+const basalt_value *basalt_record_attr(const basalt_span_record *rec, const char *key) {
+    const record_impl *r = (const record_impl *)rec;
+    int at = record_find_attr(r, key, record_key_hash(key));
+    return at >= 0 ? &r->attrs[at].value : NULL;
+}
+
+static const char *dup_opt(record_impl *r, const char *s) {
+    return s ? record_strdup(r, s, strlen(s)) : NULL;
+}
+
+basalt_span_record *basalt_record_clone(const basalt_span_record *t) {
+    record_impl *r = record_new();
+    if (r == NULL) return NULL;
+    basalt_span_record *p = &r->pub;
+    memcpy(p->trace_id, t->trace_id, 16);
+    memcpy(p->span_id, t->span_id, 8);
+    memcpy(p->parent_span_id, t->parent_span_id, 8);
+    p->has_parent = t->has_parent;
+    p->parent_is_remote = t->parent_is_remote;
+    p->trace_flags = t->trace_flags;
+    p->trace_state = dup_opt(r, t->trace_state);
+    p->name = dup_opt(r, t->name ? t->name : "");
+    p->kind = t->kind;
+    p->scope_name = dup_opt(r, t->scope_name);
+    p->scope_version = dup_opt(r, t->scope_version);
+    p->start_ns = t->start_ns;
+    p->end_ns = t->end_ns;
+    for (uint32_t i = 0; i < t->nattrs; i++) record_set_attr(r, t->attrs[i].key, false, t->attrs[i].value);
+    p->dropped_attrs += t->dropped_attrs;
+    for (uint32_t i = 0; i < t->nevents; i++)
+        record_add_event(r, t->events[i].name, t->events[i].time_ns, t->events[i].attrs,
+                         t->events[i].nattrs);
+    p->dropped_events += t->dropped_events;
+    p->status_code = t->status_code;
+    p->status_message = dup_opt(r, t->status_message);
+    return p;
+}

@@ -1,0 +1,55 @@
+/* Internal: how a span record is stored while its span is live and after.
+ * One allocation holds the public record, a small inline attribute array and
+ * the first arena chunk; strings are bump-allocated into the arena. */
+#ifndef BASALT_RECORD_IMPL_H
+#define BASALT_RECORD_IMPL_H
+
+#include "basalt/record.h"
+
+#include <stdatomic.h>
+
+#define RECORD_INLINE_ATTRS 24
+#define RECORD_INLINE_ARENA 1024
+#define RECORD_MAX_ATTRS 128  /* OpenTelemetry default span limits */
+#define RECORD_MAX_EVENTS 128
+
+typedef struct arena_chunk {
+    struct arena_chunk *next;
+    size_t used, cap;
+    char data[];
+} arena_chunk;
+
+typedef struct record_impl {
+    basalt_span_record pub; /* first: a basalt_span_record* is a record_impl* */
+    _Atomic int refcount;
+    uint32_t attr_cap, event_cap;
+    basalt_kv *attrs;      /* inline_attrs or heap */
+    uint32_t *attr_hashes; /* parallel to attrs */
+    basalt_event *events;  /* heap, NULL when none */
+    arena_chunk *overflow; /* extra arena chunks */
+    size_t arena_used;
+    basalt_kv inline_attrs[RECORD_INLINE_ATTRS];
+    uint32_t inline_hashes[RECORD_INLINE_ATTRS];
+    char arena[RECORD_INLINE_ARENA];
+} record_impl;
+
+/* A new empty record with one reference; NULL when out of memory. */
+record_impl *record_new(void);
+/* Bump-allocates n bytes (8-aligned) that live as long as the record. */
+void *record_alloc(record_impl *r, size_t n);
+/* Copies a string (repairing invalid UTF-8) into the arena, NUL-terminated. */
+const char *record_strdup(record_impl *r, const char *s, size_t len);
+/* Deep-copies a value (strings, arrays, kvlists) into the arena. */
+bool record_copy_value(record_impl *r, basalt_value in, basalt_value *out);
+/* Hash of an attribute key (for duplicate detection). */
+uint32_t record_key_hash(const char *key);
+/* Sets an attribute, replacing an earlier value of the same key. static_key:
+ * the key outlives the record (a constant) and is not copied. */
+void record_set_attr(record_impl *r, const char *key, bool static_key, basalt_value v);
+/* Index of an attribute, or -1. */
+int record_find_attr(const record_impl *r, const char *key, uint32_t hash);
+/* Appends an event (attributes copied). */
+void record_add_event(record_impl *r, const char *name, uint64_t time_ns, const basalt_kv *attrs,
+                      size_t n);
+
+#endif
