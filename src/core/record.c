@@ -18,6 +18,7 @@ record_impl *record_new(void) {
     r->events = NULL;
     r->overflow = NULL;
     r->arena_used = 0;
+    r->keep_fn[0] = r->keep_fn[1] = NULL;
     r->pub.attrs = r->attrs;
     return r;
 }
@@ -162,6 +163,30 @@ void record_set_attr(record_impl *r, const char *key, bool static_key, basalt_va
     r->pub.nattrs++;
 }
 
+void record_keep(record_impl *r, void (*fn)(void *), void *obj) {
+    for (int i = 0; i < 2; i++) {
+        if (r->keep_fn[i] == NULL) {
+            r->keep_fn[i] = fn;
+            r->keep_arg[i] = obj;
+            return;
+        }
+    }
+    fn(obj); /* no slot: callers use at most two */
+}
+
+void record_push_borrowed(record_impl *r, const char *key, uint32_t hash, basalt_value v) {
+    if (r->pub.nattrs == r->attr_cap) {
+        if (r->attr_cap >= RECORD_MAX_ATTRS || !grow_attrs(r)) {
+            r->pub.dropped_attrs++;
+            return;
+        }
+    }
+    r->attrs[r->pub.nattrs].key = key;
+    r->attrs[r->pub.nattrs].value = v;
+    r->attr_hashes[r->pub.nattrs] = hash;
+    r->pub.nattrs++;
+}
+
 void record_add_event(record_impl *r, const char *name, uint64_t time_ns, const basalt_kv *attrs,
                       size_t n) {
     if (r->pub.nevents >= RECORD_MAX_EVENTS) {
@@ -207,6 +232,8 @@ void basalt_record_release(const basalt_span_record *rec) {
         free(r->attr_hashes);
     }
     free(r->events);
+    for (int i = 0; i < 2; i++)
+        if (r->keep_fn[i]) r->keep_fn[i](r->keep_arg[i]);
     for (arena_chunk *c = r->overflow, *next; c; c = next) {
         next = c->next;
         free(c);

@@ -28,6 +28,9 @@ typedef struct record_impl {
     basalt_event *events;  /* heap, NULL when none */
     arena_chunk *overflow; /* extra arena chunks */
     size_t arena_used;
+    /* Objects whose strings the record borrows, released with the record. */
+    void (*keep_fn[2])(void *);
+    void *keep_arg[2];
     basalt_kv inline_attrs[RECORD_INLINE_ATTRS];
     uint32_t inline_hashes[RECORD_INLINE_ATTRS];
     char arena[RECORD_INLINE_ARENA];
@@ -48,6 +51,11 @@ uint32_t record_key_hash(const char *key);
 void record_set_attr(record_impl *r, const char *key, bool static_key, basalt_value v);
 /* Index of an attribute, or -1. */
 int record_find_attr(const record_impl *r, const char *key, uint32_t hash);
+/* Keeps obj alive (fn(obj) on free) so attributes may borrow its strings. */
+void record_keep(record_impl *r, void (*fn)(void *), void *obj);
+/* Appends an attribute whose key and value (strings included) outlive the
+ * record (constants or kept objects): no copy, no duplicate check. */
+void record_push_borrowed(record_impl *r, const char *key, uint32_t hash, basalt_value v);
 /* Appends an event (attributes copied). */
 void record_add_event(record_impl *r, const char *name, uint64_t time_ns, const basalt_kv *attrs,
                       size_t n);

@@ -48,7 +48,8 @@ BASALT_API void basalt_ctx_release(basalt_ctx *c);
 
 /* The current span of a context (borrowed), or NULL. */
 BASALT_API basalt_span *basalt_ctx_span(const basalt_ctx *c);
-/* The Basalt root span of the trace the context is in (borrowed), or NULL. */
+/* The Basalt root span of the trace the context is in (a new reference: release
+ * it), or NULL when outside a trace or once the root has been freed. */
 BASALT_API basalt_span *basalt_ctx_root_span(const basalt_ctx *c);
 /* True inside a Basalt trace (a start_observe is open in this context). */
 BASALT_API bool basalt_ctx_in_trace(const basalt_ctx *c);
