@@ -1,0 +1,36 @@
+/* TEMPORARY weak stand-ins for components being built on other branches (batch
+ * processor, OTLP and console exporters). The real definitions are strong
+ * symbols and win at link time; this file goes away once they have landed. */
+#include "basalt/exporter.h"
+#include "basalt/processor.h"
+
+#define WEAK __attribute__((weak))
+
+WEAK void basalt_batch_config_defaults(basalt_batch_config *cfg) {
+    cfg->max_queue_size = 2048;
+    cfg->max_export_batch_size = 512;
+    cfg->schedule_delay_ms = 5000;
+    cfg->export_timeout_ms = 30000;
+    cfg->blocking = false;
+}
+
+WEAK basalt_processor *basalt_batch_processor_new(basalt_exporter *exp, const basalt_resource *res,
+                                                  const basalt_batch_config *cfg) {
+    (void)cfg;
+    return basalt_sync_processor_new(exp, res);
+}
+
+WEAK bool basalt_otlp_endpoint_known(const char *api_key) {
+    (void)api_key;
+    return false;
+}
+
+WEAK basalt_exporter *basalt_otlp_exporter_new(const basalt_otlp_config *cfg) {
+    (void)cfg;
+    return NULL;
+}
+
+WEAK basalt_exporter *basalt_console_exporter_new(void *file) {
+    (void)file;
+    return basalt_memory_exporter_new();
+}
