@@ -34,3 +34,25 @@ WEAK basalt_exporter *basalt_console_exporter_new(void *file) {
     (void)file;
     return basalt_memory_exporter_new();
 }
+
+#include "basalt/propagation.h"
+
+WEAK basalt_ctx *basalt_extract(const char *traceparent, const char *tracestate,
+                                const char *baggage) {
+    (void)traceparent;
+    (void)tracestate;
+    (void)baggage;
+    return NULL;
+}
+
+WEAK bool basalt_inject(const basalt_ctx *c, basalt_header_fn fn, void *ud) {
+    (void)c;
+    (void)fn;
+    (void)ud;
+    return false;
+}
+
+WEAK basalt_exporter *basalt_file_exporter_new(const char *path) {
+    (void)path;
+    return NULL;
+}

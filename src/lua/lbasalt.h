@@ -1,0 +1,126 @@
+/* Internal header of the Lua binding: a thin layer turning Lua values into
+ * calls of the C API. Module state lives in the registry (several lua_States
+ * may load the module at once); nothing here is process-global. */
+#ifndef LBASALT_H
+#define LBASALT_H
+
+#include "basalt/attrs.h"
+#include "basalt/common.h"
+#include "basalt/context.h"
+#include "basalt/exporter.h"
+#include "basalt/runtime.h"
+#include "basalt/span.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#define LB_SPAN_MT "basalt.Span"
+#define LB_CONTEXT_MT "basalt.Context"
+#define LB_EXPORTER_MT "basalt.MemoryExporter"
+#define LB_GUARD_MT "basalt.Guard"
+#define LB_FLOW_MT "basalt.Flow"
+
+/* Per-coroutine context slot (full userdata in a weak-keyed registry table). */
+typedef struct lb_flow {
+    basalt_ctx *cur; /* owned reference, NULL = empty context */
+} lb_flow;
+
+/* A span handle. A block handle also remembers what to restore on exit. */
+typedef struct lb_span {
+    basalt_span *span; /* owned reference, NULL for the no-op handle */
+    basalt_ctx *prev;  /* block handles: the context to restore (owned) */
+    lb_flow *flow;     /* block handles: the coroutine's slot (valid while it runs) */
+    int active;        /* block still running */
+} lb_span;
+
+/* ---- lcontext.c ---- */
+/* The running coroutine's flow (created on first use). */
+lb_flow *lb_flow_get(lua_State *L);
+/* Pushes a basalt.Context userdata taking ownership of ctx (may be NULL). */
+void lb_push_context(lua_State *L, basalt_ctx *ctx);
+/* The context held by a basalt.Context argument (borrowed), or raises. */
+basalt_ctx *lb_check_context(lua_State *L, int idx);
+/* Runs the function at stack index fn_idx with the nargs values above it inside
+ * ctx (takes ownership), restoring the previous context afterwards, on errors
+ * and across yields. Returns like a lua_CFunction (results on top). */
+int lb_run_in_context(lua_State *L, basalt_ctx *ctx, int fn_idx, int nargs);
+void lb_open_context(lua_State *L);
+
+/* ---- lconvert.c ---- */
+/* Appends the JSON text of the value at idx (Decision 8 rules). */
+void lb_json_append(lua_State *L, int idx, basalt_buf *out);
+/* Converts the value at idx into an attribute value: scalars keep their type,
+ * same-typed scalar arrays become arrays (when arrays_ok), other tables JSON.
+ * Storage for strings/arrays goes to *scratch (free with basalt_buf_free) or
+ * borrows Lua strings (valid while the value stays on the stack). */
+basalt_value lb_to_value(lua_State *L, int idx, basalt_buf *scratch, int arrays_ok);
+/* Like lb_to_value without arrays: scalars typed, everything else JSON. */
+basalt_value lb_to_payload(lua_State *L, int idx, basalt_buf *scratch);
+/* Identity from a table/string/number at idx into out (strings pushed on the Lua
+ * stack to stay alive: the caller keeps the stack). Raises the 9.2 errors.
+ * Returns 0 when there is no identity. */
+int lb_parse_identity(lua_State *L, int idx, basalt_identity *out);
+/* Evaluator specification at idx flattened into a new Lua table of slugs pushed
+ * on the stack; raises the 10.1 errors. Returns the number of slugs. */
+int lb_parse_evaluators(lua_State *L, int idx);
+/* Experiment at idx (string or table); 0 when none. Strings stay on the stack. */
+int lb_parse_experiment(lua_State *L, int idx, basalt_experiment *out);
+/* Extracts the prompt attributes of a prompt object/table at idx. */
+int lb_parse_prompt(lua_State *L, int idx, basalt_prompt_attrs *out, basalt_buf *vars_json);
+
+/* ---- lspan.c ---- */
+/* Pushes a new handle for span (takes ownership; NULL = no-op handle). */
+lb_span *lb_push_span(lua_State *L, basalt_span *span);
+void lb_open_span(lua_State *L);
+/* Applies observe/start_observe payload options (input, metadata, variables,
+ * prompt) from the opts table at idx to the span. */
+void lb_apply_payload_opts(lua_State *L, int opts, basalt_span *span);
+/* Records a Lua error value as an exception on span. */
+void lb_record_error(lua_State *L, int err_idx, basalt_span *span, const char *traceback);
+
+/* ---- lobserve.c ---- */
+void lb_open_observe(lua_State *L);
+
+/* ---- lpolicy.c ---- */
+/* Calls the function at fn_idx with nargs arguments above it, protected, in a
+ * fresh coroutine with an instruction budget and no yields. On success leaves
+ * nresults values on the stack and returns 1; on failure logs one warning
+ * (once per distinct message, with traceback) naming `what`, leaves nothing and
+ * returns 0. The function and arguments are popped either way. */
+int lb_safe_call(lua_State *L, int nargs, int nresults, const char *what);
+/* What the policy trampoline needs: the running coroutine and the opts index. */
+typedef struct lb_policy_call {
+    lua_State *L;
+    int opts;
+} lb_policy_call;
+/* The sampling policy trampoline when this state has a policy (ud must then be
+ * set to an lb_policy_call), else NULL. */
+basalt_policy_fn lb_policy_for(lua_State *L, void **ud);
+/* init{}: registers sampling_policy / policy_instruction_limit for this state. */
+void lb_policy_configure(lua_State *L, int opts);
+
+/* ---- lexporter.c ---- */
+/* The exporter behind a basalt.MemoryExporter value at idx, or NULL. */
+basalt_exporter *lb_test_exporter(lua_State *L, int idx);
+/* Pushes the plain-table form of a finished record. */
+void lb_push_record(lua_State *L, const basalt_span_record *r);
+/* Builds the exporters of init{ exporters = } from the value at idx into out
+ * (borrowed pointers); pushes one table that owns them: keep it on the stack
+ * until basalt_init has taken its own references. Raises on a bad entry. */
+size_t lb_parse_exporters(lua_State *L, int idx, const char *api_key, basalt_exporter **out,
+                          size_t cap);
+/* Registers memory_exporter() in the module table on top of the stack. */
+void lb_open_exporter(lua_State *L);
+
+/* ---- lbasalt.c ---- */
+/* Delivers queued log messages to this state's Lua logger (cheap when none). */
+void lb_log_drain(lua_State *L);
+
+/* ---- lcontext.c (coroutine patching) ---- */
+/* Wraps (on) or restores (off) coroutine.create / coroutine.wrap. */
+void lb_patch_coroutines(lua_State *L, int on);
+
+/* ---- lprompts.c (weak until the prompts client lands) ---- */
+void lb_open_prompts(lua_State *L);
+
+#endif

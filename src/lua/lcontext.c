@@ -1,0 +1,322 @@
+/* Context across coroutines: one context slot per coroutine, basalt.Context
+ * values (capture / with_context / bind), coroutine inheritance, and W3C
+ * inject / extract. */
+#include "lbasalt.h"
+
+#include "basalt/propagation.h"
+
+#include <string.h>
+#include <strings.h>
+
+/* Registry keys (addresses are unique per process; values per lua_State). */
+static const char FLOWS_KEY = 'f';
+
+/* ---- flows ------------------------------------------------------------------- */
+
+static int flow_gc(lua_State *L) {
+    lb_flow *f = lua_touserdata(L, 1);
+    basalt_ctx_release(f->cur);
+    f->cur = NULL;
+    return 0;
+}
+
+lb_flow *lb_flow_get(lua_State *L) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &FLOWS_KEY);
+    lua_pushthread(L);
+    if (lua_rawget(L, -2) == LUA_TUSERDATA) {
+        lb_flow *f = lua_touserdata(L, -1);
+        lua_pop(L, 2);
+        return f;
+    }
+    lua_pop(L, 1);
+    lb_flow *f = lua_newuserdatauv(L, sizeof *f, 2); /* uservalues: last error, traceback */
+    f->cur = NULL;
+    luaL_setmetatable(L, LB_FLOW_MT);
+    lua_pushthread(L);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, -4);
+    lua_pop(L, 2);
+    return f;
+}
+
+/* ---- basalt.Context values -------------------------------------------------------- */
+
+typedef struct lb_context {
+    basalt_ctx *ctx;
+} lb_context;
+
+void lb_push_context(lua_State *L, basalt_ctx *ctx) {
+    lb_context *c = lua_newuserdatauv(L, sizeof *c, 0);
+    c->ctx = ctx;
+    luaL_setmetatable(L, LB_CONTEXT_MT);
+}
+
+basalt_ctx *lb_check_context(lua_State *L, int idx) {
+    lb_context *c = luaL_checkudata(L, idx, LB_CONTEXT_MT);
+    return c->ctx;
+}
+
+static int context_gc(lua_State *L) {
+    lb_context *c = luaL_checkudata(L, 1, LB_CONTEXT_MT);
+    basalt_ctx_release(c->ctx);
+    c->ctx = NULL;
+    return 0;
+}
+
+static int context_tostring(lua_State *L) {
+    basalt_ctx *ctx = lb_check_context(L, 1);
+    basalt_span *s = basalt_ctx_span(ctx);
+    if (s == NULL) {
+        lua_pushliteral(L, "basalt.Context(empty)");
+        return 1;
+    }
+    uint8_t tid[16], sid[8];
+    char th[33], sh[17];
+    basalt_span_trace_id(s, tid);
+    basalt_span_id(s, sid);
+    basalt_hex_encode(tid, 16, th);
+    basalt_hex_encode(sid, 8, sh);
+    lua_pushfstring(L, "basalt.Context(%s-%s)", th, sh);
+    return 1;
+}
+
+/* ---- running inside a context ---------------------------------------------------- */
+
+/* A guard restores the previous context when a block finishes, fails, or is
+ * abandoned (a coroutine collected while suspended inside it). */
+typedef struct lb_guard {
+    basalt_ctx *prev;
+    lb_flow *flow;
+    int active;
+} lb_guard;
+
+static void guard_restore(lb_guard *g) {
+    if (!g->active) return;
+    g->active = 0;
+    basalt_ctx_release(g->flow->cur);
+    g->flow->cur = g->prev;
+    g->prev = NULL;
+}
+
+static int guard_gc(lua_State *L) {
+    lb_guard *g = lua_touserdata(L, 1);
+    if (g->active) {
+        g->active = 0; /* the coroutine is gone: nothing to restore into */
+        basalt_ctx_release(g->prev);
+    }
+    return 0;
+}
+
+static int finish_in_context(lua_State *L, int status, lua_KContext k) {
+    int guard_idx = (int)k;
+    lb_guard *g = lua_touserdata(L, guard_idx);
+    guard_restore(g);
+    if (status != LUA_OK && status != LUA_YIELD) return lua_error(L); /* same value */
+    return lua_gettop(L) - guard_idx;
+}
+
+int lb_run_in_context(lua_State *L, basalt_ctx *ctx, int fn_idx, int nargs) {
+    lb_flow *flow = lb_flow_get(L);
+    lb_guard *g = lua_newuserdatauv(L, sizeof *g, 0);
+    g->prev = flow->cur;
+    g->flow = flow;
+    g->active = 1;
+    luaL_setmetatable(L, LB_GUARD_MT);
+    flow->cur = ctx;
+    int guard_idx = lua_gettop(L);
+    lua_pushvalue(L, fn_idx);
+    for (int i = 0; i < nargs; i++) lua_pushvalue(L, fn_idx + 1 + i);
+    int status = lua_pcallk(L, nargs, LUA_MULTRET, 0, guard_idx, finish_in_context);
+    return finish_in_context(L, status, guard_idx);
+}
+
+static int l_capture(lua_State *L) {
+    lb_flow *f = lb_flow_get(L);
+    lb_push_context(L, basalt_ctx_retain(f->cur));
+    return 1;
+}
+
+static int l_with_context(lua_State *L) {
+    basalt_ctx *ctx = lua_isnil(L, 1) ? NULL : lb_check_context(L, 1);
+    luaL_checkany(L, 2);
+    return lb_run_in_context(L, basalt_ctx_retain(ctx), 2, lua_gettop(L) - 2);
+}
+
+/* bind(fn): upvalue 1 = fn, upvalue 2 = context. */
+static int bound_call(lua_State *L) {
+    int nargs = lua_gettop(L);
+    basalt_ctx *ctx = lb_check_context(L, lua_upvalueindex(2));
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    return lb_run_in_context(L, basalt_ctx_retain(ctx), 1, nargs);
+}
+
+static int l_bind(lua_State *L) {
+    luaL_checkany(L, 1);
+    lua_settop(L, 1);
+    lb_flow *f = lb_flow_get(L);
+    lb_push_context(L, basalt_ctx_retain(f->cur));
+    lua_pushcclosure(L, bound_call, 2);
+    return 1;
+}
+
+/* ---- coroutine inheritance -------------------------------------------------------- */
+
+/* The body of a coroutine created inside a context: sets the coroutine's own
+ * slot to the creator's context, then calls the real body. The coroutine ends
+ * when the body returns, so nothing needs restoring. */
+static int inherit_finish(lua_State *L, int status, lua_KContext k) {
+    (void)status;
+    return lua_gettop(L) - (int)k;
+}
+
+static int inherit_body(lua_State *L) {
+    lb_flow *f = lb_flow_get(L);
+    basalt_ctx *ctx = lb_check_context(L, lua_upvalueindex(2));
+    basalt_ctx_release(f->cur);
+    f->cur = basalt_ctx_retain(ctx);
+    int nargs = lua_gettop(L);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_callk(L, nargs, LUA_MULTRET, 0, inherit_finish);
+    return inherit_finish(L, LUA_OK, 0);
+}
+
+/* Wraps fn so that it starts in the current context (when there is one). */
+static void push_inheriting(lua_State *L, int fn_idx) {
+    lb_flow *f = lb_flow_get(L);
+    if (f->cur == NULL) {
+        lua_pushvalue(L, fn_idx);
+        return;
+    }
+    lua_pushvalue(L, fn_idx);
+    lb_push_context(L, basalt_ctx_retain(f->cur));
+    lua_pushcclosure(L, inherit_body, 2);
+}
+
+/* coroutine.create / coroutine.wrap replacements: upvalue 1 = the original. */
+static int co_create(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    push_inheriting(L, 1);
+    lua_call(L, 1, 1);
+    return 1;
+}
+
+static const char ORIG_KEY = 'o';
+
+void lb_patch_coroutines(lua_State *L, int on) {
+    int top = lua_gettop(L);
+    lua_getglobal(L, "coroutine");
+    if (!lua_istable(L, -1)) {
+        lua_settop(L, top);
+        return;
+    }
+    /* Originals are kept in the registry so patching is idempotent. */
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &ORIG_KEY) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_createtable(L, 0, 2);
+        lua_getfield(L, -2, "create");
+        lua_setfield(L, -2, "create");
+        lua_getfield(L, -2, "wrap");
+        lua_setfield(L, -2, "wrap");
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &ORIG_KEY);
+    }
+    const char *names[2] = {"create", "wrap"};
+    for (int i = 0; i < 2; i++) {
+        lua_getfield(L, -1, names[i]); /* original */
+        if (on) lua_pushcclosure(L, co_create, 1); /* works for wrap too */
+        lua_setfield(L, -3, names[i]);
+    }
+    lua_settop(L, top);
+}
+
+/* ---- W3C propagation ---------------------------------------------------------------- */
+
+static void set_header(void *ud, const char *name, const char *value) {
+    lua_State *L = ud;
+    lua_pushstring(L, value);
+    lua_setfield(L, 1, name);
+}
+
+static int l_inject(lua_State *L) {
+    if (lua_isnoneornil(L, 1)) {
+        lua_settop(L, 0);
+        lua_newtable(L);
+    }
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    basalt_ctx *ctx = lb_flow_get(L)->cur;
+    if (!lua_isnoneornil(L, 2)) ctx = lb_check_context(L, 2);
+    basalt_inject(ctx, set_header, L);
+    return 1;
+}
+
+/* Case-insensitive header lookup in the table at idx. */
+static const char *header(lua_State *L, int idx, const char *name) {
+    lua_getfield(L, idx, name);
+    if (lua_type(L, -1) == LUA_TSTRING) return lua_tostring(L, -1); /* stays on the stack */
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING &&
+            strcasecmp(lua_tostring(L, -2), name) == 0) {
+            lua_remove(L, -2); /* keep the value on the stack */
+            return lua_tostring(L, -1);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pushnil(L);
+    return NULL;
+}
+
+static int l_extract(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    const char *tp = header(L, 1, "traceparent");
+    const char *ts = header(L, 1, "tracestate");
+    const char *bg = header(L, 1, "baggage");
+    basalt_ctx *ctx = basalt_extract(tp, ts, bg);
+    if (ctx == NULL) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lb_push_context(L, ctx);
+    return 1;
+}
+
+void lb_open_context(lua_State *L) {
+    luaL_newmetatable(L, LB_FLOW_MT);
+    lua_pushcfunction(L, flow_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, LB_GUARD_MT);
+    lua_pushcfunction(L, guard_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, LB_CONTEXT_MT);
+    lua_pushcfunction(L, context_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, context_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &FLOWS_KEY) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_createtable(L, 0, 1);
+        lua_pushliteral(L, "k");
+        lua_setfield(L, -2, "__mode");
+        lua_setmetatable(L, -2);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &FLOWS_KEY);
+    } else {
+        lua_pop(L, 1);
+    }
+    static const luaL_Reg fns[] = {{"capture", l_capture},
+                                   {"with_context", l_with_context},
+                                   {"bind", l_bind},
+                                   {"inject", l_inject},
+                                   {"extract", l_extract},
+                                   {NULL, NULL}};
+    luaL_setfuncs(L, fns, 0);
+}

@@ -1,0 +1,428 @@
+/* Spans as block functions: start_observe / observe, their wrap forms,
+ * with_evaluators, and the current-context helpers. */
+#include "lbasalt.h"
+
+#include <string.h>
+
+static const char TRACEBACK_KEY = 't';
+static const char NOOP_KEY = 'n';
+
+/* ---- errors inside blocks ------------------------------------------------------------ */
+
+/* Message handler: remembers the traceback of the deepest point an error passed
+ * (per coroutine) and returns the error value unchanged, so the very same value
+ * is re-raised. */
+static int block_msgh(lua_State *L) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &TRACEBACK_KEY);
+    lua_pushthread(L);
+    if (lua_rawget(L, -2) == LUA_TTABLE) {
+        lua_rawgeti(L, -1, 1);
+        int same = lua_rawequal(L, -1, 1);
+        lua_pop(L, 1);
+        if (same) {
+            lua_settop(L, 1);
+            return 1;
+        }
+    }
+    lua_pop(L, 1);
+    lua_createtable(L, 2, 0);
+    lua_pushvalue(L, 1);
+    lua_rawseti(L, -2, 1);
+    luaL_traceback(L, L, NULL, 1);
+    lua_rawseti(L, -2, 2);
+    lua_pushthread(L);
+    lua_insert(L, -2);
+    lua_rawset(L, -3);
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* Pushes the traceback recorded for the error value at err_idx (or a fresh one). */
+static const char *push_traceback(lua_State *L, int err_idx) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &TRACEBACK_KEY);
+    lua_pushthread(L);
+    if (lua_rawget(L, -2) == LUA_TTABLE) {
+        lua_rawgeti(L, -1, 1);
+        if (lua_rawequal(L, -1, err_idx)) {
+            lua_rawgeti(L, -2, 2);
+            lua_replace(L, -4);
+            lua_pop(L, 2);
+            return lua_tostring(L, -1);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 2);
+    luaL_traceback(L, L, NULL, 1);
+    return lua_tostring(L, -1);
+}
+
+/* ---- the block runner ------------------------------------------------------------------ */
+
+static void end_block(lb_span *h) {
+    if (!h->active) return;
+    h->active = 0;
+    basalt_span_end(h->span, 0);
+    basalt_ctx_release(h->flow->cur);
+    h->flow->cur = h->prev;
+    h->prev = NULL;
+}
+
+static int finish_block(lua_State *L, int status, lua_KContext k) {
+    int hidx = (int)k;
+    lb_span *h = lua_touserdata(L, hidx);
+    if (status != LUA_OK && status != LUA_YIELD) {
+        int err = lua_gettop(L);
+        if (h->active) {
+            const char *tb = push_traceback(L, err);
+            lb_record_error(L, err, h->span, tb);
+        }
+        end_block(h);
+        lua_settop(L, err);
+        return lua_error(L);
+    }
+    end_block(h);
+    return lua_gettop(L) - (hidx + 1);
+}
+
+/* Runs fn (with the span handle first when pass_span) inside the span's context. */
+static int run_block(lua_State *L, basalt_span *span, basalt_ctx *ctx, int fn_idx, int args,
+                     int nargs, int pass_span) {
+    lb_flow *flow = lb_flow_get(L);
+    luaL_checkstack(L, nargs + 4, "too many arguments");
+    lb_span *h = lb_push_span(L, span);
+    int hidx = lua_gettop(L);
+    h->flow = flow;
+    h->prev = flow->cur;
+    h->active = 1;
+    flow->cur = ctx;
+    lua_pushcfunction(L, block_msgh);
+    lua_pushvalue(L, fn_idx);
+    if (pass_span) lua_pushvalue(L, hidx);
+    for (int i = 0; i < nargs; i++) lua_pushvalue(L, args + i);
+    int status = lua_pcallk(L, nargs + pass_span, LUA_MULTRET, hidx + 1, hidx, finish_block);
+    return finish_block(L, status, hidx);
+}
+
+static int finish_plain(lua_State *L, int status, lua_KContext k) {
+    (void)status;
+    return lua_gettop(L) - (int)k;
+}
+
+/* No span (outside a trace, or disabled): the block still runs, with a no-op handle. */
+static int run_noop(lua_State *L, int fn_idx, int args, int nargs, int pass_span) {
+    luaL_checkstack(L, nargs + 3, "too many arguments");
+    int base = lua_gettop(L);
+    lua_pushvalue(L, fn_idx);
+    if (pass_span) lua_rawgetp(L, LUA_REGISTRYINDEX, &NOOP_KEY);
+    for (int i = 0; i < nargs; i++) lua_pushvalue(L, args + i);
+    lua_callk(L, nargs + pass_span, LUA_MULTRET, base, finish_plain);
+    return finish_plain(L, LUA_OK, base);
+}
+
+/* ---- option parsing ---------------------------------------------------------------------- */
+
+static const char *opt_name(lua_State *L, int opts) {
+    if (lua_type(L, opts) == LUA_TSTRING) return lua_tostring(L, opts);
+    lua_getfield(L, opts, "name");
+    const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    lua_pop(L, 1); /* the string stays alive in opts */
+    return s;
+}
+
+static void check_opts(lua_State *L, int opts, const char *fname) {
+    int t = lua_type(L, opts);
+    if (t != LUA_TTABLE && t != LUA_TSTRING)
+        luaL_error(L, "bad argument #1 to '%s' (table or string expected, got %s)", fname,
+                   luaL_typename(L, opts));
+}
+
+static basalt_kind parse_kind(lua_State *L, int opts, const char *fname) {
+    if (!lua_istable(L, opts)) return BASALT_KIND_SPAN;
+    lua_getfield(L, opts, "kind");
+    basalt_kind k = BASALT_KIND_SPAN;
+    if (!lua_isnil(L, -1)) {
+        size_t len;
+        const char *s = lua_tolstring(L, -1, &len);
+        if (lua_type(L, -1) != LUA_TSTRING || !basalt_kind_parse(s, len, &k))
+            luaL_error(L, "bad argument #1 to '%s' (unknown kind '%s')", fname,
+                       s ? s : luaL_typename(L, -1));
+        if (k == BASALT_KIND_TRACE)
+            luaL_error(L, "bad argument #1 to '%s' (Cannot use kind='basalt_trace' with observe. "
+                          "Use start_observe for root spans.)",
+                       fname);
+    }
+    lua_pop(L, 1);
+    return k;
+}
+
+static void check_callable(lua_State *L, int idx, const char *fname) {
+    if (lua_type(L, idx) == LUA_TFUNCTION) return;
+    if (luaL_getmetafield(L, idx, "__call") != LUA_TNIL) {
+        lua_pop(L, 1);
+        return;
+    }
+    luaL_error(L, "bad argument #2 to '%s' (function expected, got %s)", fname,
+               luaL_typename(L, idx));
+}
+
+/* Resolves opts.identity (table: validated, raises; function: a user callback,
+ * called with the block's arguments, failures logged). Strings stay on the stack. */
+static int parse_identity_protected(lua_State *L) {
+    basalt_identity id;
+    lb_parse_identity(L, 1, &id);
+    lua_pushstring(L, id.user_id);
+    lua_pushstring(L, id.user_name);
+    lua_pushstring(L, id.org_id);
+    lua_pushstring(L, id.org_name);
+    return 4;
+}
+
+static int resolve_identity(lua_State *L, int opts, int args, int nargs, basalt_identity *out) {
+    memset(out, 0, sizeof *out);
+    if (!lua_istable(L, opts)) return 0;
+    lua_getfield(L, opts, "identity");
+    if (lua_isnil(L, -1)) return 0;
+    if (lua_type(L, -1) != LUA_TFUNCTION) return lb_parse_identity(L, -1, out);
+    luaL_checkstack(L, nargs + 4, "too many arguments");
+    for (int i = 0; i < nargs; i++) lua_pushvalue(L, args + i);
+    if (!lb_safe_call(L, nargs, 1, "identity function")) return 0;
+    lua_pushcfunction(L, parse_identity_protected);
+    lua_insert(L, -2);
+    if (lua_pcall(L, 1, 4, 0) != LUA_OK) {
+        basalt_log_once(BASALT_LOG_WARN, "identity function returned an invalid identity: %s",
+                        lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return 0;
+    }
+    out->user_id = lua_tostring(L, -4);
+    out->user_name = lua_tostring(L, -3);
+    out->org_id = lua_tostring(L, -2);
+    out->org_name = lua_tostring(L, -1);
+    return out->user_id || out->org_id;
+}
+
+/* opts.evaluators -> C array (strings held by the list left on the stack). */
+static size_t resolve_evaluators(lua_State *L, int opts, const char **out, size_t cap) {
+    if (!lua_istable(L, opts)) return 0;
+    lua_getfield(L, opts, "evaluators");
+    int n = lb_parse_evaluators(L, -1);
+    size_t k = 0;
+    for (int i = 1; i <= n && k < cap; i++) {
+        lua_rawgeti(L, -1, i);
+        out[k++] = lua_tostring(L, -1);
+        lua_pop(L, 1); /* held by the list */
+    }
+    return k;
+}
+
+#define MAX_EVALS 64
+
+/* The shared body of observe / observe_wrap / start_observe / start_observe_wrap. */
+static int observe_impl(lua_State *L, int root, int opts, int fn_idx, int args, int nargs,
+                        int pass_span) {
+    const char *fname = root ? "start_observe" : "observe";
+    check_opts(L, opts, fname);
+    check_callable(L, fn_idx, fname);
+    basalt_kind kind = root ? BASALT_KIND_TRACE : parse_kind(L, opts, fname);
+    lb_log_drain(L);
+    lb_flow *flow = lb_flow_get(L);
+    int top = lua_gettop(L);
+    const char *evals[MAX_EVALS];
+    size_t nevals = resolve_evaluators(L, opts, evals, MAX_EVALS);
+    basalt_identity id;
+    int has_id = resolve_identity(L, opts, args, nargs, &id);
+    basalt_span *span;
+    basalt_ctx *ctx = NULL;
+    basalt_error err;
+    if (root) {
+        basalt_trace_opts o = {0};
+        o.name = opt_name(L, opts);
+        o.evaluators = evals;
+        o.nevaluators = nevals;
+        o.identity = has_id ? &id : NULL;
+        o.parent = flow->cur;
+        basalt_experiment exp;
+        if (lua_istable(L, opts)) {
+            lua_getfield(L, opts, "feature_slug");
+            o.feature_slug = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+            lua_getfield(L, opts, "experiment");
+            if (lb_parse_experiment(L, -1, &exp)) o.experiment = &exp;
+            lua_getfield(L, opts, "parent");
+            if (!lua_isnil(L, -1)) o.parent = lb_check_context(L, -1);
+            lua_getfield(L, opts, "evaluation_config");
+            if (!lua_isnil(L, -1)) {
+                if (!lua_istable(L, -1))
+                    luaL_error(L, "bad argument #1 to 'start_observe' (evaluation_config must be a "
+                                  "table)");
+                lua_getfield(L, -1, "sample_rate");
+                if (!lua_isnil(L, -1)) {
+                    lua_Number r = lua_tonumber(L, -1);
+                    if (!lua_isnumber(L, -1) || !(r >= 0.0 && r <= 1.0))
+                        luaL_error(L, "sample_rate must be within [0.0, 1.0].");
+                    o.has_sample_rate = true;
+                    o.sample_rate = r;
+                }
+                lua_pop(L, 1);
+                basalt_buf b = {0};
+                lb_json_append(L, -1, &b);
+                lua_pushlstring(L, b.data, b.len);
+                basalt_buf_free(&b);
+                o.evaluation_config_json = lua_tostring(L, -1);
+            }
+        }
+        o.policy = lb_policy_for(L, &o.policy_ud);
+        lb_policy_call pctx = {L, opts};
+        if (o.policy) o.policy_ud = &pctx;
+        span = basalt_trace_start(&o, &ctx, &err);
+    } else {
+        basalt_span_opts o = {0};
+        o.name = opt_name(L, opts);
+        o.kind = kind;
+        o.identity = has_id ? &id : NULL;
+        o.evaluators = evals;
+        o.nevaluators = nevals;
+        o.parent = flow->cur;
+        span = basalt_span_start(&o, &ctx, &err);
+    }
+    if (span == NULL) {
+        if (err.message[0]) luaL_error(L, "%s", err.message);
+        lua_settop(L, top);
+        return run_noop(L, fn_idx, args, nargs, pass_span);
+    }
+    lb_apply_payload_opts(L, opts, span);
+    lua_settop(L, top);
+    return run_block(L, span, ctx, fn_idx, args, nargs, pass_span);
+}
+
+static int l_start_observe(lua_State *L) {
+    if (lua_type(L, 1) == LUA_TNONE) luaL_error(L, "bad argument #1 to 'start_observe' (table expected)");
+    return observe_impl(L, 1, 1, 2, 3, lua_gettop(L) - 2, 1);
+}
+
+static int l_observe(lua_State *L) {
+    if (lua_type(L, 1) == LUA_TNONE) luaL_error(L, "bad argument #1 to 'observe' (table expected)");
+    return observe_impl(L, 0, 1, 2, 3, lua_gettop(L) - 2, 1);
+}
+
+/* Wrapped functions: upvalue 1 = opts, 2 = fn, 3 = root flag. */
+static int wrapped_call(lua_State *L) {
+    int nargs = lua_gettop(L);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushvalue(L, lua_upvalueindex(2));
+    int root = lua_toboolean(L, lua_upvalueindex(3));
+    return observe_impl(L, root, nargs + 1, nargs + 2, 1, nargs, 0);
+}
+
+static int make_wrap(lua_State *L, int root) {
+    const char *fname = root ? "start_observe_wrap" : "observe_wrap";
+    check_opts(L, 1, fname);
+    check_callable(L, 2, fname);
+    if (!root) parse_kind(L, 1, fname); /* Decision 3: validated in every form */
+    if (root && lua_istable(L, 1)) {
+        lua_getfield(L, 1, "feature_slug");
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "feature_slug is required and must be a non-empty string.");
+        lua_pop(L, 1);
+    }
+    lua_settop(L, 2);
+    lua_pushboolean(L, root);
+    lua_pushcclosure(L, wrapped_call, 3);
+    return 1;
+}
+
+static int l_start_observe_wrap(lua_State *L) {
+    return make_wrap(L, 1);
+}
+
+static int l_observe_wrap(lua_State *L) {
+    return make_wrap(L, 0);
+}
+
+/* ---- with_evaluators ----------------------------------------------------------------- */
+
+static int l_with_evaluators(lua_State *L) {
+    luaL_checkany(L, 2);
+    check_callable(L, 2, "with_evaluators");
+    int nargs = lua_gettop(L) - 2;
+    lb_flow *flow = lb_flow_get(L);
+    int n = lb_parse_evaluators(L, 1);
+    const char *slugs[MAX_EVALS];
+    int k = 0;
+    for (int i = 1; i <= n && k < MAX_EVALS; i++) {
+        lua_rawgeti(L, -1, i);
+        slugs[k++] = lua_tostring(L, -1);
+        lua_pop(L, 1);
+    }
+    basalt_ctx *ctx = n ? basalt_ctx_with_evaluators(flow->cur, slugs, (size_t)k)
+                        : basalt_ctx_retain(flow->cur);
+    lua_pop(L, 1);
+    return lb_run_in_context(L, ctx, 2, nargs);
+}
+
+/* ---- current-context helpers ----------------------------------------------------------- */
+
+static int l_current_span(lua_State *L) {
+    basalt_span *s = basalt_ctx_span(lb_flow_get(L)->cur);
+    if (s && !basalt_span_is_recording(s)) s = NULL;
+    lb_push_span(L, basalt_span_retain(s));
+    return 1;
+}
+
+static int l_root_span(lua_State *L) {
+    basalt_span *s = basalt_ctx_root_span(lb_flow_get(L)->cur);
+    lb_push_span(L, s);
+    return 1;
+}
+
+static int l_set_identity(lua_State *L) {
+    basalt_identity id;
+    if (lb_parse_identity(L, 1, &id)) basalt_set_dynamic_identity(lb_flow_get(L)->cur, &id);
+    return 0;
+}
+
+/* set_input / set_output / add_evaluator on the current span: reuse the methods. */
+static int current_method(lua_State *L, const char *method) {
+    int nargs = lua_gettop(L);
+    l_current_span(L);
+    lua_getfield(L, -1, method);
+    lua_insert(L, 1);
+    lua_insert(L, 2);
+    lua_call(L, nargs + 1, 0);
+    return 0;
+}
+
+static int l_set_input(lua_State *L) {
+    return current_method(L, "set_input");
+}
+
+static int l_set_output(lua_State *L) {
+    return current_method(L, "set_output");
+}
+
+static int l_add_evaluator(lua_State *L) {
+    return current_method(L, "add_evaluator");
+}
+
+void lb_open_observe(lua_State *L) {
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &TRACEBACK_KEY);
+    lb_push_span(L, NULL);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &NOOP_KEY);
+    static const luaL_Reg fns[] = {{"start_observe", l_start_observe},
+                                   {"observe", l_observe},
+                                   {"start_observe_wrap", l_start_observe_wrap},
+                                   {"observe_wrap", l_observe_wrap},
+                                   {"with_evaluators", l_with_evaluators},
+                                   {"current_span", l_current_span},
+                                   {"root_span", l_root_span},
+                                   {"set_identity", l_set_identity},
+                                   {"set_input", l_set_input},
+                                   {"set_output", l_set_output},
+                                   {"add_evaluator", l_add_evaluator},
+                                   {NULL, NULL}};
+    luaL_setfuncs(L, fns, 0);
+}

@@ -1,0 +1,556 @@
+/* Span handles: every method of lua-api.md "Span handle". Methods return the
+ * handle so calls chain; all are no-ops on an ended span or a no-op handle. */
+#include "lbasalt.h"
+
+#include <string.h>
+#include <strings.h>
+
+/* Upvalue 1 of every method is the metatable, for a fast type check. */
+static lb_span *check_span(lua_State *L) {
+    lb_span *h = lua_touserdata(L, 1);
+    if (h == NULL || !lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(1)))
+        luaL_typeerror(L, 1, LB_SPAN_MT);
+    lua_pop(L, 1);
+    return h;
+}
+
+lb_span *lb_push_span(lua_State *L, basalt_span *span) {
+    lb_span *h = lua_newuserdatauv(L, sizeof *h, 0);
+    h->span = span;
+    h->prev = NULL;
+    h->flow = NULL;
+    h->active = 0;
+    luaL_setmetatable(L, LB_SPAN_MT);
+    return h;
+}
+
+/* Methods return the handle so calls chain. */
+static int self_ret(lua_State *L) {
+    lua_settop(L, 1);
+    return 1;
+}
+#define RETURN_SELF return self_ret(L)
+
+/* ---- generic writers ------------------------------------------------------------- */
+
+static int m_set_attribute(lua_State *L) {
+    lb_span *h = check_span(L);
+    const char *key = luaL_checkstring(L, 2);
+    if (h->span && !lua_isnoneornil(L, 3)) {
+        basalt_buf scratch = {0};
+        basalt_value v = lb_to_value(L, 3, &scratch, 1);
+        basalt_span_set_attr(h->span, key, v);
+        basalt_buf_free(&scratch);
+    }
+    RETURN_SELF;
+}
+
+static int m_set_attributes(lua_State *L) {
+    lb_span *h = check_span(L);
+    if (lua_isnoneornil(L, 2)) RETURN_SELF;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if (h->span) {
+        lua_pushnil(L);
+        while (lua_next(L, 2)) {
+            if (lua_type(L, -2) == LUA_TSTRING) {
+                basalt_buf scratch = {0};
+                basalt_value v = lb_to_value(L, -1, &scratch, 1);
+                basalt_span_set_attr(h->span, lua_tostring(L, -2), v);
+                basalt_buf_free(&scratch);
+            }
+            lua_pop(L, 1);
+        }
+    }
+    RETURN_SELF;
+}
+
+typedef void (*payload_fn)(basalt_span *, basalt_value);
+
+static void payload(lua_State *L, basalt_span *s, int idx, payload_fn fn) {
+    if (s == NULL || lua_isnoneornil(L, idx)) return;
+    basalt_buf scratch = {0};
+    basalt_value v = lb_to_payload(L, idx, &scratch);
+    fn(s, v);
+    basalt_buf_free(&scratch);
+}
+
+static int m_set_input(lua_State *L) {
+    lb_span *h = check_span(L);
+    payload(L, h->span, 2, basalt_span_set_input);
+    RETURN_SELF;
+}
+
+static int m_set_output(lua_State *L) {
+    lb_span *h = check_span(L);
+    payload(L, h->span, 2, basalt_span_set_output);
+    RETURN_SELF;
+}
+
+static void set_variables(lua_State *L, basalt_span *s, int idx) {
+    if (s == NULL || lua_isnoneornil(L, idx)) return;
+    if (!lua_istable(L, idx)) luaL_error(L, "Span variables must be provided as a mapping.");
+    basalt_buf b = {0};
+    lb_json_append(L, idx, &b);
+    basalt_span_set_variables(s, basalt_buf_cstr(&b));
+    basalt_buf_free(&b);
+}
+
+static int m_set_io(lua_State *L) {
+    lb_span *h = check_span(L);
+    /* set_io(input, output, variables) or set_io{ input =, output =, variables = } */
+    if (lua_istable(L, 2) && lua_gettop(L) == 2) {
+        lua_getfield(L, 2, "input");
+        lua_getfield(L, 2, "output");
+        lua_getfield(L, 2, "variables");
+        payload(L, h->span, 3, basalt_span_set_input);
+        payload(L, h->span, 4, basalt_span_set_output);
+        set_variables(L, h->span, 5);
+    } else {
+        payload(L, h->span, 2, basalt_span_set_input);
+        payload(L, h->span, 3, basalt_span_set_output);
+        set_variables(L, h->span, 4);
+    }
+    RETURN_SELF;
+}
+
+static void metadata_into(lua_State *L, basalt_span *s, int idx) {
+    if (lua_isnoneornil(L, idx)) return;
+    if (!lua_istable(L, idx)) luaL_error(L, "metadata must be a mapping");
+    if (s == NULL) return;
+    idx = lua_absindex(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_type(L, -2) == LUA_TSTRING || lua_type(L, -2) == LUA_TNUMBER) {
+            lua_pushvalue(L, -2);
+            const char *k = lua_tostring(L, -1); /* a converted copy, not the key itself */
+            basalt_buf b = {0};
+            lb_json_append(L, -2, &b);
+            basalt_span_set_metadata(s, k, basalt_buf_cstr(&b));
+            basalt_buf_free(&b);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+}
+
+static int m_set_metadata(lua_State *L) {
+    lb_span *h = check_span(L);
+    metadata_into(L, h->span, 2);
+    RETURN_SELF;
+}
+
+static int m_set_identity(lua_State *L) {
+    lb_span *h = check_span(L);
+    basalt_identity id;
+    if (lb_parse_identity(L, 2, &id)) basalt_span_set_identity(h->span, &id);
+    RETURN_SELF;
+}
+
+static int m_add_evaluators(lua_State *L) {
+    lb_span *h = check_span(L);
+    int top = lua_gettop(L);
+    for (int i = 2; i <= top; i++) {
+        int n = lb_parse_evaluators(L, i);
+        for (int j = 1; j <= n; j++) {
+            lua_rawgeti(L, -1, j);
+            basalt_span_add_evaluator(h->span, lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    RETURN_SELF;
+}
+
+static int m_set_evaluation_config(lua_State *L) {
+    lb_span *h = check_span(L);
+    if (!lua_istable(L, 2)) luaL_error(L, "Evaluator config must be an EvaluationConfig or a mapping.");
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        if (lua_type(L, -2) != LUA_TSTRING || strcmp(lua_tostring(L, -2), "sample_rate") != 0)
+            luaL_error(L, "unknown evaluation config field '%s'", luaL_tolstring(L, -2, NULL));
+        lua_pop(L, 1);
+    }
+    lua_getfield(L, 2, "sample_rate");
+    if (!lua_isnil(L, -1)) {
+        lua_Number r = lua_tonumber(L, -1);
+        if (!lua_isnumber(L, -1) || !(r >= 0.0 && r <= 1.0))
+            luaL_error(L, "sample_rate must be within [0.0, 1.0].");
+    }
+    lua_pop(L, 1);
+    basalt_buf b = {0};
+    lb_json_append(L, 2, &b);
+    basalt_span_set_evaluation_config(h->span, basalt_buf_cstr(&b));
+    basalt_buf_free(&b);
+    RETURN_SELF;
+}
+
+static int m_set_experiment(lua_State *L) {
+    lb_span *h = check_span(L);
+    basalt_experiment e;
+    if (lb_parse_experiment(L, 2, &e)) basalt_span_set_experiment(h->span, &e);
+    RETURN_SELF;
+}
+
+static void set_prompt(lua_State *L, basalt_span *s, int idx) {
+    if (s == NULL || lua_isnoneornil(L, idx)) return;
+    idx = lua_absindex(L, idx);
+    if (lua_type(L, idx) == LUA_TSTRING) { /* generation: a prompt text */
+        payload(L, s, idx, basalt_span_set_input);
+        return;
+    }
+    basalt_prompt_attrs p;
+    basalt_buf vars = {0};
+    if (lb_parse_prompt(L, idx, &p, &vars)) {
+        basalt_span_set_prompt(s, &p);
+        if (basalt_span_kind(s) == BASALT_KIND_GENERATION) {
+            lua_getfield(L, idx, "text");
+            if (lua_type(L, -1) == LUA_TSTRING) payload(L, s, -1, basalt_span_set_input);
+            lua_pop(L, 1);
+        }
+    }
+    basalt_buf_free(&vars);
+}
+
+static int m_set_prompt(lua_State *L) {
+    lb_span *h = check_span(L);
+    set_prompt(L, h->span, 2);
+    RETURN_SELF;
+}
+
+static int m_set_status(lua_State *L) {
+    lb_span *h = check_span(L);
+    const char *code = luaL_checkstring(L, 2);
+    const char *msg = luaL_optstring(L, 3, NULL);
+    basalt_status_code c = BASALT_STATUS_UNSET;
+    if (strcasecmp(code, "ok") == 0)
+        c = BASALT_STATUS_OK;
+    else if (strcasecmp(code, "error") == 0)
+        c = BASALT_STATUS_ERROR;
+    else if (strcasecmp(code, "unset") != 0)
+        luaL_argerror(L, 2, lua_pushfstring(L, "unknown status '%s'", code));
+    basalt_span_set_status(h->span, c, msg);
+    RETURN_SELF;
+}
+
+void lb_record_error(lua_State *L, int err_idx, basalt_span *span, const char *traceback) {
+    err_idx = lua_absindex(L, err_idx);
+    const char *type = "error";
+    switch (lua_type(L, err_idx)) {
+    case LUA_TSTRING: break;
+    case LUA_TTABLE:
+        lua_getfield(L, err_idx, "type");
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            type = lua_tostring(L, -1);
+        } else {
+            lua_getfield(L, err_idx, "code");
+            type = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "table";
+        }
+        break;
+    default: type = luaL_typename(L, err_idx); break;
+    }
+    const char *msg;
+    if (lua_type(L, err_idx) == LUA_TTABLE && !luaL_getmetafield(L, err_idx, "__tostring")) {
+        lua_getfield(L, err_idx, "message");
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            lua_pop(L, 1);
+            basalt_buf b = {0};
+            lb_json_append(L, err_idx, &b);
+            lua_pushlstring(L, b.data, b.len);
+            basalt_buf_free(&b);
+        }
+        msg = lua_tostring(L, -1);
+    } else {
+        if (lua_type(L, err_idx) == LUA_TTABLE) lua_pop(L, 1);
+        msg = luaL_tolstring(L, err_idx, NULL);
+    }
+    basalt_span_record_exception(span, type, msg, traceback);
+}
+
+static int m_record_error(lua_State *L) {
+    lb_span *h = check_span(L);
+    luaL_checkany(L, 2);
+    if (h->span) {
+        int top = lua_gettop(L);
+        luaL_traceback(L, L, NULL, 1);
+        lb_record_error(L, 2, h->span, lua_tostring(L, -1));
+        lua_settop(L, top);
+    }
+    RETURN_SELF;
+}
+
+static int m_add_event(lua_State *L) {
+    lb_span *h = check_span(L);
+    const char *name = luaL_checkstring(L, 2);
+    if (h->span == NULL) RETURN_SELF;
+    basalt_kv kv[32];
+    size_t n = 0;
+    basalt_buf scratch[32];
+    memset(scratch, 0, sizeof scratch);
+    if (lua_istable(L, 3)) {
+        lua_pushnil(L);
+        while (n < 32 && lua_next(L, 3)) {
+            if (lua_type(L, -2) == LUA_TSTRING) {
+                kv[n].key = lua_tostring(L, -2);
+                kv[n].value = lb_to_value(L, -1, &scratch[n], 1);
+                n++; /* key and value stay alive: the table holds them */
+            }
+            lua_pop(L, 1);
+        }
+    }
+    basalt_span_add_event(h->span, name, kv, n);
+    for (size_t i = 0; i < 32; i++) basalt_buf_free(&scratch[i]);
+    RETURN_SELF;
+}
+
+/* ---- kind helpers ------------------------------------------------------------------- */
+
+static void attr_string(lua_State *L, const char *key) {
+    lb_span *h = check_span(L);
+    if (h->span && !lua_isnoneornil(L, 2))
+        basalt_span_set_attr(h->span, key, basalt_v_str(luaL_checkstring(L, 2)));
+}
+
+static void attr_number(lua_State *L, const char *key, int as_int) {
+    lb_span *h = check_span(L);
+    if (h->span == NULL || lua_isnoneornil(L, 2)) return;
+    lua_Number n = luaL_checknumber(L, 2);
+    if (as_int)
+        basalt_span_set_attr(h->span, key,
+                             basalt_v_int(lua_isinteger(L, 2) ? lua_tointeger(L, 2) : (int64_t)n));
+    else
+        basalt_span_set_attr(h->span, key, basalt_v_double((double)n));
+}
+
+#define STRING_METHOD(fname, key) \
+    static int fname(lua_State *L) { \
+        attr_string(L, key); \
+        RETURN_SELF; \
+    }
+#define NUMBER_METHOD(fname, key, as_int) \
+    static int fname(lua_State *L) { \
+        attr_number(L, key, as_int); \
+        RETURN_SELF; \
+    }
+
+STRING_METHOD(m_set_model, BASALT_ATTR_GENAI_REQUEST_MODEL)
+STRING_METHOD(m_set_response_model, BASALT_ATTR_GENAI_RESPONSE_MODEL)
+STRING_METHOD(m_set_operation_name, BASALT_ATTR_GENAI_OPERATION_NAME)
+STRING_METHOD(m_set_provider, BASALT_ATTR_GENAI_PROVIDER_NAME)
+STRING_METHOD(m_set_response_id, BASALT_ATTR_GENAI_RESPONSE_ID)
+STRING_METHOD(m_set_tool_name, BASALT_ATTR_TOOL_NAME)
+STRING_METHOD(m_set_function_name, BASALT_ATTR_FUNCTION_NAME)
+STRING_METHOD(m_set_stage, BASALT_ATTR_FUNCTION_STAGE)
+STRING_METHOD(m_set_event_type, BASALT_ATTR_EVENT_TYPE)
+NUMBER_METHOD(m_set_temperature, BASALT_ATTR_GENAI_TEMPERATURE, 0)
+NUMBER_METHOD(m_set_top_p, BASALT_ATTR_GENAI_TOP_P, 0)
+NUMBER_METHOD(m_set_max_tokens, BASALT_ATTR_GENAI_MAX_TOKENS, 1)
+NUMBER_METHOD(m_set_latency, BASALT_ATTR_GENAI_LATENCY, 0)
+NUMBER_METHOD(m_set_results_count, BASALT_ATTR_RETRIEVAL_RESULTS_COUNT, 1)
+
+static int m_set_top_k(lua_State *L) {
+    lb_span *h = check_span(L);
+    if (h->span && basalt_span_kind(h->span) == BASALT_KIND_RETRIEVAL)
+        attr_number(L, BASALT_ATTR_RETRIEVAL_TOP_K, 1);
+    else
+        attr_number(L, BASALT_ATTR_GENAI_TOP_K, 0);
+    RETURN_SELF;
+}
+
+static int m_set_tokens(lua_State *L) {
+    lb_span *h = check_span(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    const char *keys[2] = {"input", "output"};
+    const char *attrs[2] = {BASALT_ATTR_GENAI_INPUT_TOKENS, BASALT_ATTR_GENAI_OUTPUT_TOKENS};
+    for (int i = 0; i < 2; i++) {
+        lua_getfield(L, 2, keys[i]);
+        if (h->span && lua_isnumber(L, -1))
+            basalt_span_set_attr(h->span, attrs[i],
+                                 basalt_v_int(lua_isinteger(L, -1) ? lua_tointeger(L, -1)
+                                                                   : (int64_t)lua_tonumber(L, -1)));
+        lua_pop(L, 1);
+    }
+    RETURN_SELF;
+}
+
+static int m_set_finish_reasons(lua_State *L) {
+    lb_span *h = check_span(L);
+    if (h->span && !lua_isnoneornil(L, 2)) {
+        basalt_buf scratch = {0};
+        if (lua_type(L, 2) == LUA_TSTRING) { /* a single reason: a one-item array */
+            lua_createtable(L, 1, 0);
+            lua_pushvalue(L, 2);
+            lua_rawseti(L, -2, 1);
+            lua_replace(L, 2);
+        }
+        basalt_value v = lb_to_value(L, 2, &scratch, 1);
+        basalt_span_set_attr(h->span, BASALT_ATTR_GENAI_FINISH_REASONS, v);
+        basalt_buf_free(&scratch);
+    }
+    RETURN_SELF;
+}
+
+static int m_set_query(lua_State *L) {
+    lb_span *h = check_span(L);
+    if (h->span && !lua_isnoneornil(L, 2)) {
+        payload(L, h->span, 2, basalt_span_set_input);
+        basalt_span_set_attr(h->span, BASALT_ATTR_RETRIEVAL_QUERY, basalt_v_str(luaL_tolstring(L, 2, NULL)));
+    }
+    RETURN_SELF;
+}
+
+static int m_add_metric(lua_State *L) {
+    lb_span *h = check_span(L);
+    const char *k = luaL_checkstring(L, 2);
+    if (h->span && !lua_isnoneornil(L, 3)) {
+        lua_pushfstring(L, "%s%s", BASALT_ATTR_FUNCTION_METRIC_PREFIX, k);
+        basalt_buf scratch = {0};
+        basalt_value v = lb_to_value(L, 3, &scratch, 1);
+        basalt_span_set_attr(h->span, lua_tostring(L, -1), v);
+        basalt_buf_free(&scratch);
+    }
+    RETURN_SELF;
+}
+
+static int m_set_payload(lua_State *L) {
+    lb_span *h = check_span(L);
+    payload(L, h->span, 2, basalt_span_set_event_payload);
+    RETURN_SELF;
+}
+
+/* ---- reading ---------------------------------------------------------------------- */
+
+static int m_trace_id(lua_State *L) {
+    lb_span *h = check_span(L);
+    uint8_t id[16];
+    char hex[33];
+    basalt_span_trace_id(h->span, id);
+    basalt_hex_encode(id, 16, hex);
+    lua_pushstring(L, hex);
+    return 1;
+}
+
+static int m_span_id(lua_State *L) {
+    lb_span *h = check_span(L);
+    uint8_t id[8];
+    char hex[17];
+    basalt_span_id(h->span, id);
+    basalt_hex_encode(id, 8, hex);
+    lua_pushstring(L, hex);
+    return 1;
+}
+
+static int m_is_recording(lua_State *L) {
+    lb_span *h = check_span(L);
+    lua_pushboolean(L, basalt_span_is_recording(h->span));
+    return 1;
+}
+
+static int m_end(lua_State *L) {
+    lb_span *h = check_span(L);
+    if (h->span && !h->active) basalt_span_end(h->span, 0); /* blocks end themselves */
+    RETURN_SELF;
+}
+
+static int span_gc(lua_State *L) {
+    lb_span *h = lua_touserdata(L, 1);
+    if (h->active) {
+        /* A block abandoned mid-way (its coroutine was collected): end it once. */
+        h->active = 0;
+        basalt_span_end(h->span, 0);
+        basalt_ctx_release(h->prev);
+        h->prev = NULL;
+    }
+    basalt_span_release(h->span);
+    h->span = NULL;
+    return 0;
+}
+
+static int span_tostring(lua_State *L) {
+    lb_span *h = check_span(L);
+    if (h->span == NULL) {
+        lua_pushliteral(L, "basalt.Span(no-op)");
+        return 1;
+    }
+    uint8_t id[8];
+    char hex[17];
+    basalt_span_id(h->span, id);
+    basalt_hex_encode(id, 8, hex);
+    lua_pushfstring(L, "basalt.Span(%s %s)", basalt_kind_name(basalt_span_kind(h->span)), hex);
+    return 1;
+}
+
+void lb_apply_payload_opts(lua_State *L, int opts, basalt_span *span) {
+    if (span == NULL || !lua_istable(L, opts)) return;
+    int top = lua_gettop(L);
+    lua_getfield(L, opts, "metadata");
+    metadata_into(L, span, -1);
+    lua_getfield(L, opts, "input");
+    payload(L, span, -1, basalt_span_set_input);
+    lua_getfield(L, opts, "variables");
+    set_variables(L, span, -1);
+    lua_getfield(L, opts, "prompt");
+    if (!lua_isnil(L, -1)) {
+        basalt_prompt_attrs p;
+        basalt_buf vars = {0};
+        if (lb_parse_prompt(L, -1, &p, &vars)) basalt_span_set_prompt(span, &p);
+        basalt_buf_free(&vars);
+    }
+    lua_settop(L, top);
+}
+
+void lb_open_span(lua_State *L) {
+    static const luaL_Reg methods[] = {
+        {"set_attribute", m_set_attribute},
+        {"set_attributes", m_set_attributes},
+        {"set_input", m_set_input},
+        {"set_output", m_set_output},
+        {"set_io", m_set_io},
+        {"set_metadata", m_set_metadata},
+        {"set_identity", m_set_identity},
+        {"add_evaluator", m_add_evaluators},
+        {"add_evaluators", m_add_evaluators},
+        {"set_evaluation_config", m_set_evaluation_config},
+        {"set_experiment", m_set_experiment},
+        {"set_prompt", m_set_prompt},
+        {"set_status", m_set_status},
+        {"record_error", m_record_error},
+        {"add_event", m_add_event},
+        {"set_model", m_set_model},
+        {"set_response_model", m_set_response_model},
+        {"set_operation_name", m_set_operation_name},
+        {"set_provider", m_set_provider},
+        {"set_tokens", m_set_tokens},
+        {"set_temperature", m_set_temperature},
+        {"set_top_p", m_set_top_p},
+        {"set_top_k", m_set_top_k},
+        {"set_max_tokens", m_set_max_tokens},
+        {"set_response_id", m_set_response_id},
+        {"set_finish_reasons", m_set_finish_reasons},
+        {"set_latency", m_set_latency},
+        {"set_query", m_set_query},
+        {"set_results_count", m_set_results_count},
+        {"set_tool_name", m_set_tool_name},
+        {"set_function_name", m_set_function_name},
+        {"set_stage", m_set_stage},
+        {"add_metric", m_add_metric},
+        {"set_event_type", m_set_event_type},
+        {"set_payload", m_set_payload},
+        {"trace_id", m_trace_id},
+        {"span_id", m_span_id},
+        {"is_recording", m_is_recording},
+        {"finish", m_end},
+        {NULL, NULL}};
+    luaL_newmetatable(L, LB_SPAN_MT);
+    lua_newtable(L); /* methods */
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, methods, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, span_tostring, 1);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushcfunction(L, span_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushliteral(L, LB_SPAN_MT);
+    lua_setfield(L, -2, "__name");
+    lua_pop(L, 1);
+}
