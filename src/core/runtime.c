@@ -28,6 +28,10 @@ struct pipeline {
     basalt_resource res;
     basalt_processor *procs[MAX_PROCS];
     size_t nprocs;
+    /* Exporter counters when this pipeline took the exporter: an exporter
+     * object may outlive several inits, and stats() counts since init. */
+    uint64_t base_exported[MAX_PROCS], base_failed[MAX_PROCS], base_failures[MAX_PROCS];
+    uint64_t base_retries[MAX_PROCS], base_dropped[MAX_PROCS];
     uint32_t shutdown_timeout_ms;
     _Atomic uint64_t started, ended;
     basalt_api_settings api;
@@ -229,7 +233,13 @@ static bool add_processor(pipeline *pl, basalt_exporter *e, const basalt_batch_c
     basalt_processor *p = e->synchronous ? basalt_sync_processor_new(e, &pl->res)
                                          : basalt_batch_processor_new(e, &pl->res, batch);
     if (p == NULL) return false;
-    pl->procs[pl->nprocs++] = p;
+    size_t i = pl->nprocs++;
+    pl->procs[i] = p;
+    pl->base_exported[i] = atomic_load_explicit(&e->counters.exported, memory_order_relaxed);
+    pl->base_failed[i] = atomic_load_explicit(&e->counters.failed, memory_order_relaxed);
+    pl->base_failures[i] = atomic_load_explicit(&e->counters.failures, memory_order_relaxed);
+    pl->base_retries[i] = atomic_load_explicit(&e->counters.retries, memory_order_relaxed);
+    pl->base_dropped[i] = atomic_load_explicit(&e->counters.dropped, memory_order_relaxed);
     return true;
 }
 
@@ -481,11 +491,16 @@ static void collect(pipeline *pl, basalt_stats *out) {
         basalt_exporter *e = basalt_processor_exporter(pl->procs[i]);
         basalt_exporter_stats *x = &out->exporters[i];
         x->type = e->ops->type;
-        x->spans_exported = atomic_load_explicit(&e->counters.exported, memory_order_relaxed);
-        x->spans_failed = atomic_load_explicit(&e->counters.failed, memory_order_relaxed);
-        x->spans_dropped = atomic_load_explicit(&e->counters.dropped, memory_order_relaxed);
-        x->export_failures = atomic_load_explicit(&e->counters.failures, memory_order_relaxed);
-        x->export_retries = atomic_load_explicit(&e->counters.retries, memory_order_relaxed);
+        x->spans_exported =
+            atomic_load_explicit(&e->counters.exported, memory_order_relaxed) - pl->base_exported[i];
+        x->spans_failed =
+            atomic_load_explicit(&e->counters.failed, memory_order_relaxed) - pl->base_failed[i];
+        x->spans_dropped =
+            atomic_load_explicit(&e->counters.dropped, memory_order_relaxed) - pl->base_dropped[i];
+        x->export_failures =
+            atomic_load_explicit(&e->counters.failures, memory_order_relaxed) - pl->base_failures[i];
+        x->export_retries =
+            atomic_load_explicit(&e->counters.retries, memory_order_relaxed) - pl->base_retries[i];
         x->queue_size = basalt_processor_queue_size(pl->procs[i]);
         out->spans_exported += x->spans_exported;
         out->spans_dropped += x->spans_dropped;
