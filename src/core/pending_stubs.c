@@ -30,11 +30,6 @@ WEAK basalt_exporter *basalt_otlp_exporter_new(const basalt_otlp_config *cfg) {
     return NULL;
 }
 
-WEAK basalt_exporter *basalt_console_exporter_new(void *file) {
-    (void)file;
-    return basalt_memory_exporter_new();
-}
-
 #include "basalt/propagation.h"
 
 WEAK basalt_ctx *basalt_extract(const char *traceparent, const char *tracestate,
