@@ -1,0 +1,289 @@
+/* OTLP JSON encoding of span records (ExportTraceServiceRequest), written
+ * straight into the output buffer: no tree, no per-value allocation. Follows
+ * the OTLP specification's JSON mapping: lowerCamelCase keys, lowercase hex
+ * ids, 64-bit integers as decimal strings, enums as integers, proto3 spellings
+ * of non-finite doubles. Default values (empty lists, zero counts, unset
+ * status) are left out, as proto3 JSON allows. */
+#include "basalt/otlp_json.h"
+#include "basalt/attrs.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Span.flags bits (opentelemetry-proto trace.proto, SpanFlags). */
+#define FLAG_HAS_IS_REMOTE 0x100u
+#define FLAG_IS_REMOTE     0x200u
+
+/* Appends n bytes; the fast path stays in this file (no call per literal). */
+static inline bool put(basalt_buf *b, const char *s, size_t n) {
+    if (b->cap - b->len <= n && !basalt_buf_reserve(b, n)) return false;
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    return true;
+}
+
+#define PUTL(b, lit) put((b), (lit), sizeof(lit) - 1)
+
+/* A JSON string literal. Plain printable ASCII (keys, most values) is copied as
+ * is; anything else goes through the escaping and UTF-8 repairing writer. */
+static bool put_str(basalt_buf *b, const char *s, size_t len) {
+    if (s == NULL) return PUTL(b, "\"\"");
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < len && u[i] >= 0x20 && u[i] < 0x7f && u[i] != '"' && u[i] != '\\')
+        i++;
+    if (i < len) return basalt_json_write_string(b, s, len);
+    if (b->cap - b->len <= len + 2 && !basalt_buf_reserve(b, len + 2)) return false;
+    char *w = b->data + b->len;
+    *w++ = '"';
+    memcpy(w, s, len);
+    w[len] = '"';
+    b->len += len + 2;
+    return true;
+}
+
+static inline bool put_cstr(basalt_buf *b, const char *s) {
+    return put_str(b, s, s ? strlen(s) : 0);
+}
+
+/* Decimal digits of v, unquoted. */
+static bool put_u64(basalt_buf *b, uint64_t v) {
+    char tmp[24];
+    char *p = tmp + sizeof tmp;
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return put(b, p, (size_t)(tmp + sizeof tmp - p));
+}
+
+static bool put_i64(basalt_buf *b, int64_t v) {
+    if (v >= 0) return put_u64(b, (uint64_t)v);
+    if (!PUTL(b, "-")) return false;
+    return put_u64(b, (uint64_t)0 - (uint64_t)v); /* INT64_MIN safe */
+}
+
+/* "123": the proto3 JSON form of a 64-bit integer. */
+static bool put_u64_str(basalt_buf *b, uint64_t v) {
+    return PUTL(b, "\"") && put_u64(b, v) && PUTL(b, "\"");
+}
+
+/* The shortest of %.15g/%.16g/%.17g that reads back as d (finite d only). The
+ * decimal point is forced to '.' whatever LC_NUMERIC the host has set. */
+static bool put_double(basalt_buf *b, double d) {
+    char tmp[40];
+    int n = 0;
+    for (int prec = 15; prec <= 17; prec++) {
+        n = snprintf(tmp, sizeof tmp, "%.*g", prec, d);
+        if (prec == 17 || strtod(tmp, NULL) == d) break;
+    }
+    for (int i = 0; i < n; i++) {
+        char c = tmp[i];
+        if (!((c >= '0' && c <= '9') || c == '-' || c == '+' || c == 'e')) tmp[i] = '.';
+    }
+    return put(b, tmp, (size_t)n);
+}
+
+static bool put_hex(basalt_buf *b, const uint8_t *bytes, size_t n) {
+    char hex[33];
+    basalt_hex_encode(bytes, n, hex);
+    return PUTL(b, "\"") && put(b, hex, n * 2) && PUTL(b, "\"");
+}
+
+static bool put_kvs(basalt_buf *b, const basalt_kv *kvs, size_t n);
+
+/* An AnyValue object. NONE values are never passed here (callers skip them). */
+static bool put_any(basalt_buf *b, const basalt_value *v) {
+    switch (v->type) {
+    case BASALT_VAL_STRING:
+        return PUTL(b, "{\"stringValue\":") && put_str(b, v->u.s.ptr, v->u.s.len) && PUTL(b, "}");
+    case BASALT_VAL_INT:
+        return PUTL(b, "{\"intValue\":\"") && put_i64(b, v->u.i) && PUTL(b, "\"}");
+    case BASALT_VAL_BOOL:
+        return v->u.b ? PUTL(b, "{\"boolValue\":true}") : PUTL(b, "{\"boolValue\":false}");
+    case BASALT_VAL_DOUBLE:
+        if (isnan(v->u.d)) return PUTL(b, "{\"doubleValue\":\"NaN\"}");
+        if (isinf(v->u.d))
+            return v->u.d > 0 ? PUTL(b, "{\"doubleValue\":\"Infinity\"}")
+                              : PUTL(b, "{\"doubleValue\":\"-Infinity\"}");
+        return PUTL(b, "{\"doubleValue\":") && put_double(b, v->u.d) && PUTL(b, "}");
+    case BASALT_VAL_ARRAY: {
+        if (!PUTL(b, "{\"arrayValue\":{\"values\":[")) return false;
+        bool first = true;
+        for (size_t i = 0; i < v->u.arr.n; i++) {
+            if (v->u.arr.items[i].type == BASALT_VAL_NONE) continue;
+            if (!first && !PUTL(b, ",")) return false;
+            first = false;
+            if (!put_any(b, &v->u.arr.items[i])) return false;
+        }
+        return PUTL(b, "]}}");
+    }
+    case BASALT_VAL_KVLIST:
+        return PUTL(b, "{\"kvlistValue\":{\"values\":") && put_kvs(b, v->u.kv.items, v->u.kv.n) &&
+               PUTL(b, "}}");
+    case BASALT_VAL_NONE:
+    default:
+        return PUTL(b, "{\"stringValue\":\"\"}");
+    }
+}
+
+static inline bool kv_skipped(const basalt_kv *kv) {
+    /* An absent value or a missing key would make a collector reject the batch.
+     */
+    return kv->value.type == BASALT_VAL_NONE || kv->key == NULL || kv->key[0] == '\0';
+}
+
+/* [{"key":..,"value":AnyValue},...] */
+static bool put_kvs(basalt_buf *b, const basalt_kv *kvs, size_t n) {
+    if (!PUTL(b, "[")) return false;
+    bool first = true;
+    for (size_t i = 0; i < n; i++) {
+        if (kv_skipped(&kvs[i])) continue;
+        if (!first && !PUTL(b, ",")) return false;
+        first = false;
+        if (!PUTL(b, "{\"key\":") || !put_cstr(b, kvs[i].key) || !PUTL(b, ",\"value\":") ||
+            !put_any(b, &kvs[i].value) || !PUTL(b, "}"))
+            return false;
+    }
+    return PUTL(b, "]");
+}
+
+static size_t count_kvs(const basalt_kv *kvs, size_t n) {
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++)
+        c += !kv_skipped(&kvs[i]);
+    return c;
+}
+
+static bool put_event(basalt_buf *b, const basalt_event *ev) {
+    if (!PUTL(b, "{\"timeUnixNano\":") || !put_u64_str(b, ev->time_ns) || !PUTL(b, ",\"name\":") ||
+        !put_cstr(b, ev->name && *ev->name ? ev->name : "event"))
+        return false;
+    if (count_kvs(ev->attrs, ev->nattrs) &&
+        (!PUTL(b, ",\"attributes\":") || !put_kvs(b, ev->attrs, ev->nattrs)))
+        return false;
+    return PUTL(b, "}");
+}
+
+static bool put_span(basalt_buf *b, const basalt_span_record *r) {
+    if (!PUTL(b, "{\"traceId\":") || !put_hex(b, r->trace_id, 16) || !PUTL(b, ",\"spanId\":") ||
+        !put_hex(b, r->span_id, 8))
+        return false;
+    if (r->has_parent && (!PUTL(b, ",\"parentSpanId\":") || !put_hex(b, r->parent_span_id, 8)))
+        return false;
+    if (r->trace_state && *r->trace_state &&
+        (!PUTL(b, ",\"traceState\":") || !put_cstr(b, r->trace_state)))
+        return false;
+    /* Whether the parent is remote is always known here, so say so. */
+    uint32_t flags =
+        r->trace_flags | FLAG_HAS_IS_REMOTE | (r->parent_is_remote ? FLAG_IS_REMOTE : 0);
+    if (!PUTL(b, ",\"flags\":") || !put_u64(b, flags)) return false;
+    if (!PUTL(b, ",\"name\":") || !put_cstr(b, r->name && *r->name ? r->name : "unnamed"))
+        return false;
+    int kind =
+        r->kind >= BASALT_OTEL_UNSPECIFIED && r->kind <= BASALT_OTEL_CONSUMER ? (int)r->kind : 1;
+    char kbuf[16] = ",\"kind\":0";
+    kbuf[8] = (char)('0' + kind);
+    if (!put(b, kbuf, 9)) return false;
+    if (!PUTL(b, ",\"startTimeUnixNano\":") || !put_u64_str(b, r->start_ns) ||
+        !PUTL(b, ",\"endTimeUnixNano\":") || !put_u64_str(b, r->end_ns))
+        return false;
+    if (count_kvs(r->attrs, r->nattrs) &&
+        (!PUTL(b, ",\"attributes\":") || !put_kvs(b, r->attrs, r->nattrs)))
+        return false;
+    if (r->dropped_attrs &&
+        (!PUTL(b, ",\"droppedAttributesCount\":") || !put_u64(b, r->dropped_attrs)))
+        return false;
+    if (r->nevents) {
+        if (!PUTL(b, ",\"events\":[")) return false;
+        for (uint32_t i = 0; i < r->nevents; i++) {
+            if (i && !PUTL(b, ",")) return false;
+            if (!put_event(b, &r->events[i])) return false;
+        }
+        if (!PUTL(b, "]")) return false;
+    }
+    if (r->dropped_events &&
+        (!PUTL(b, ",\"droppedEventsCount\":") || !put_u64(b, r->dropped_events)))
+        return false;
+    int code = r->status_code >= BASALT_STATUS_UNSET && r->status_code <= BASALT_STATUS_ERROR
+                   ? (int)r->status_code
+                   : 0;
+    bool msg = r->status_message && *r->status_message;
+    if (code || msg) {
+        if (!PUTL(b, ",\"status\":{")) return false;
+        if (code) {
+            char cbuf[16] = "\"code\":0";
+            cbuf[7] = (char)('0' + code);
+            if (!put(b, cbuf, 8)) return false;
+        }
+        if (msg && (!(code ? PUTL(b, ",\"message\":") : PUTL(b, "\"message\":")) ||
+                    !put_cstr(b, r->status_message)))
+            return false;
+        if (!PUTL(b, "}")) return false;
+    }
+    return PUTL(b, "}");
+}
+
+static bool str_eq(const char *a, const char *b) {
+    if (a == b) return true;
+    if (a == NULL || b == NULL) return false;
+    return strcmp(a, b) == 0;
+}
+
+static bool same_scope(const basalt_span_record *a, const basalt_span_record *b) {
+    return str_eq(a->scope_name, b->scope_name) && str_eq(a->scope_version, b->scope_version);
+}
+
+static bool put_scope_open(basalt_buf *b, const basalt_span_record *r) {
+    if (!PUTL(b, "{\"scope\":{\"name\":") ||
+        !put_cstr(b, r->scope_name ? r->scope_name : BASALT_SCOPE_DEFAULT))
+        return false;
+    if (r->scope_version && *r->scope_version &&
+        (!PUTL(b, ",\"version\":") || !put_cstr(b, r->scope_version)))
+        return false;
+    return PUTL(b, "},\"spans\":[");
+}
+
+bool basalt_otlp_encode(basalt_buf *out, const basalt_resource *res,
+                        const basalt_span_record *const *recs, size_t n) {
+    if (!PUTL(out, "{\"resourceSpans\":[{\"resource\":{")) return false;
+    if (res && count_kvs(res->attrs, res->nattrs) &&
+        (!PUTL(out, "\"attributes\":") || !put_kvs(out, res->attrs, res->nattrs)))
+        return false;
+    if (!PUTL(out, "},\"scopeSpans\":[")) return false;
+
+    /* Group by scope. Nearly always one scope: a single pass, no allocation. */
+    bool one_scope = true;
+    for (size_t i = 1; i < n && one_scope; i++)
+        one_scope = same_scope(recs[0], recs[i]);
+    if (n && one_scope) {
+        if (!put_scope_open(out, recs[0])) return false;
+        for (size_t i = 0; i < n; i++) {
+            if (i && !PUTL(out, ",")) return false;
+            if (!put_span(out, recs[i])) return false;
+        }
+        if (!PUTL(out, "]}")) return false;
+    } else if (n) {
+        bool *done = calloc(n, sizeof *done);
+        if (done == NULL) return false;
+        bool ok = true, first_scope = true;
+        for (size_t i = 0; i < n && ok; i++) {
+            if (done[i]) continue;
+            ok = (first_scope || PUTL(out, ",")) && put_scope_open(out, recs[i]);
+            first_scope = false;
+            bool first = true;
+            for (size_t j = i; j < n && ok; j++) {
+                if (done[j] || !same_scope(recs[i], recs[j])) continue;
+                done[j] = true;
+                ok = (first || PUTL(out, ",")) && put_span(out, recs[j]);
+                first = false;
+            }
+            ok = ok && PUTL(out, "]}");
+        }
+        free(done);
+        if (!ok) return false;
+    }
+    return PUTL(out, "]}]}");
+}
