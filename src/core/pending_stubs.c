@@ -6,20 +6,6 @@
 
 #define WEAK __attribute__((weak))
 
-WEAK void basalt_batch_config_defaults(basalt_batch_config *cfg) {
-    cfg->max_queue_size = 2048;
-    cfg->max_export_batch_size = 512;
-    cfg->schedule_delay_ms = 5000;
-    cfg->export_timeout_ms = 30000;
-    cfg->blocking = false;
-}
-
-WEAK basalt_processor *basalt_batch_processor_new(basalt_exporter *exp, const basalt_resource *res,
-                                                  const basalt_batch_config *cfg) {
-    (void)cfg;
-    return basalt_sync_processor_new(exp, res);
-}
-
 WEAK bool basalt_otlp_endpoint_known(const char *api_key) {
     (void)api_key;
     return false;
