@@ -88,6 +88,10 @@ void lb_open_observe(lua_State *L);
  * (once per distinct message, with traceback) naming `what`, leaves nothing and
  * returns 0. The function and arguments are popped either way. */
 int lb_safe_call(lua_State *L, int nargs, int nresults, const char *what);
+/* Logs (once per distinct message) that the user callback at fn_idx returned
+ * an unusable value: names `what`, where the function is defined, the problem,
+ * and the traceback of the call into the binding that ran it. */
+void lb_callback_bad_result(lua_State *L, int fn_idx, const char *what, const char *problem);
 /* What the policy trampoline needs: the running coroutine and the opts index. */
 typedef struct lb_policy_call {
     lua_State *L;

@@ -189,9 +189,9 @@ static int resolve_identity(lua_State *L, int opts, int args, int nargs, basalt_
     lua_pushcfunction(L, parse_identity_protected);
     lua_insert(L, -2);
     if (lua_pcall(L, 1, 4, 0) != LUA_OK) {
-        basalt_log_once(BASALT_LOG_WARN, "identity function returned an invalid identity: %s",
-                        lua_tostring(L, -1));
-        lua_pop(L, 1);
+        lua_getfield(L, opts, "identity");
+        lb_callback_bad_result(L, lua_gettop(L), "identity function", lua_tostring(L, -2));
+        lua_pop(L, 2);
         return 0;
     }
     out->user_id = lua_tostring(L, -4);

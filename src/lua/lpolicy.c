@@ -10,41 +10,113 @@ static const char POLICY_KEY = 'p';
 static const char LIMIT_KEY = 'l';
 
 #define DEFAULT_LIMIT 100000
+/* The hook fires every BUDGET_STEP instructions (fewer when the limit is
+ * smaller): a policy shorter than that never pays for a hook call. */
+#define BUDGET_STEP 100
 
-static int budget_limit(lua_State *L) {
+static lua_Integer budget_limit(lua_State *L) {
     lua_rawgetp(L, LUA_REGISTRYINDEX, &LIMIT_KEY);
-    int limit = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : DEFAULT_LIMIT;
+    lua_Integer limit = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : DEFAULT_LIMIT;
     lua_pop(L, 1);
     return limit > 0 ? limit : DEFAULT_LIMIT;
 }
 
+/* The budget of the user callback running on this OS thread. A callback runs
+ * synchronously on the thread that called into the binding, so a thread-local
+ * pointer (saved and restored around nested calls) is all the hook needs; no
+ * state is shared between threads. */
+typedef struct budget {
+    lua_Integer remaining; /* instructions left, counted in hook steps */
+    int exceeded;
+    struct budget *prev;
+} budget;
+static _Thread_local budget *cur_budget;
+
+/* Count hook of the callback's coroutine and of every coroutine it creates
+ * (lua_newthread copies the creator's hook), so one budget covers them all.
+ * Once the budget is spent the hook runs at every instruction and ends the
+ * callback: by yielding, which no pcall inside the callback can catch (it
+ * unwinds to lb_safe_call's lua_resume, or to the callback's own resume of a
+ * nested coroutine, whose thread then stops at its next check), or by raising
+ * where a yield is impossible (inside a C call such as a table.sort comparator). */
 static void budget_hook(lua_State *co, lua_Debug *ar) {
     (void)ar;
+    budget *b = cur_budget;
+    if (b == NULL) {
+        /* A coroutine that outlived its callback: it runs unrestricted now. */
+        lua_sethook(co, NULL, 0, 0);
+        return;
+    }
+    if (!b->exceeded) {
+        b->remaining -= lua_gethookcount(co);
+        if (b->remaining > 0) return;
+        b->exceeded = 1;
+    }
+    if (lua_gethookcount(co) != 1) lua_sethook(co, budget_hook, LUA_MASKCOUNT, 1);
+    if (lua_isyieldable(co)) {
+        lua_yield(co, 0);
+        return;
+    }
     luaL_error(co, "instruction budget exceeded (policy_instruction_limit)");
 }
 
 int lb_safe_call(lua_State *L, int nargs, int nresults, const char *what) {
+    luaL_checkstack(L, 4, "user callback");
     lua_State *co = lua_newthread(L);
     lua_insert(L, -(nargs + 2)); /* thread below the function */
     lua_xmove(L, co, nargs + 1);
-    int limit = budget_limit(L);
-    lua_sethook(co, budget_hook, LUA_MASKCOUNT, limit);
+    lua_Integer limit = budget_limit(L);
+    budget b = {limit, 0, cur_budget};
+    lua_sethook(co, budget_hook, LUA_MASKCOUNT, limit < BUDGET_STEP ? (int)limit : BUDGET_STEP);
+    cur_budget = &b;
     int nres = 0;
     int status = lua_resume(co, L, nargs, &nres);
-    if (status == LUA_OK) {
-        if (nres > nresults) lua_pop(co, nres - nresults);
-        for (int i = nres; i < nresults; i++) lua_pushnil(co);
-        lua_xmove(co, L, nresults);
-        lua_remove(L, -(nresults + 1)); /* the thread */
-        return 1;
+    cur_budget = b.prev;
+    if (status == LUA_OK && !b.exceeded) {
+        if (!lua_checkstack(L, nresults + 1)) {
+            status = LUA_ERRMEM;
+            lua_pushliteral(co, "stack overflow (too many results)");
+        } else {
+            if (nres > nresults) lua_pop(co, nres - nresults);
+            for (int i = nres; i < nresults; i++) lua_pushnil(co);
+            lua_xmove(co, L, nresults);
+            lua_remove(L, -(nresults + 1)); /* the thread */
+            return 1;
+        }
     }
-    const char *msg = status == LUA_YIELD ? "attempt to yield from a user callback"
-                                          : lua_tostring(co, -1);
-    if (msg == NULL) msg = lua_pushfstring(co, "(error object is a %s value)", luaL_typename(co, -1));
+    const char *msg;
+    if (b.exceeded) {
+        msg = lua_pushfstring(co, "ran past its instruction budget (policy_instruction_limit = "
+                                  "%I) and was cut off",
+                              limit);
+    } else if (status == LUA_YIELD) {
+        msg = "attempted to yield; a user callback cannot yield";
+    } else {
+        msg = lua_tostring(co, -1);
+        if (msg == NULL)
+            msg = lua_pushfstring(co, "(error object is a %s value)", luaL_typename(co, -1));
+    }
     luaL_traceback(L, co, msg, 0);
     basalt_log_once(BASALT_LOG_WARN, "%s failed and was ignored: %s", what, lua_tostring(L, -1));
     lua_pop(L, 2); /* traceback, thread */
     return 0;
+}
+
+void lb_callback_bad_result(lua_State *L, int fn_idx, const char *what, const char *problem) {
+    lua_Debug ar;
+    lua_pushvalue(L, fn_idx);
+    const char *where = "?";
+    if (lua_isfunction(L, -1) && lua_getinfo(L, ">S", &ar)) {
+        where = lua_pushfstring(L, "%s:%d", ar.short_src, ar.linedefined);
+    } else {
+        lua_pop(L, 1);
+        lua_pushliteral(L, "?");
+    }
+    luaL_traceback(L, L, problem, 1);
+    basalt_log_once(BASALT_LOG_WARN, "%s (function at %s) returned an unusable value and was "
+                                     "ignored: %s",
+                    what, where, lua_tostring(L, -1));
+    lua_pop(L, 2);
 }
 
 /* ---- read-only views ------------------------------------------------------------------- */
@@ -57,6 +129,13 @@ static int ro_next(lua_State *L) {
     lua_settop(L, 2);
     if (lua_next(L, lua_upvalueindex(1))) return 2;
     lua_pushnil(L);
+    return 1;
+}
+
+static int ro_len(lua_State *L) {
+    lua_getmetatable(L, 1);
+    lua_getfield(L, -1, "__index");
+    lua_pushinteger(L, (lua_Integer)lua_rawlen(L, -1));
     return 1;
 }
 
@@ -86,13 +165,15 @@ static void make_readonly(lua_State *L, int depth) {
         }
     }
     lua_newtable(L); /* proxy */
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 5);
     lua_pushvalue(L, data);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, ro_newindex);
     lua_setfield(L, -2, "__newindex");
     lua_pushcfunction(L, ro_pairs_impl);
     lua_setfield(L, -2, "__pairs");
+    lua_pushcfunction(L, ro_len);
+    lua_setfield(L, -2, "__len");
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "__metatable");
     lua_setmetatable(L, -2);
@@ -180,11 +261,13 @@ static basalt_policy_result policy_trampoline(void *ud, const basalt_policy_inpu
             *rate = lua_tonumber(L, -1);
             r = BASALT_POLICY_RATE;
         } else if (t != LUA_TNIL) {
-            basalt_log_once(BASALT_LOG_WARN,
-                            "sampling policy returned %s%s; expected a boolean, a rate in [0, 1] "
-                            "or nil: the configured rate decides",
-                            t == LUA_TNUMBER ? "the out-of-range number " : "a ",
-                            t == LUA_TNUMBER ? lua_tostring(L, -1) : luaL_typename(L, -1));
+            const char *problem = lua_pushfstring(
+                L, "returned %s%s; expected a boolean, a rate in [0, 1] or nil: the configured "
+                   "rate decides",
+                t == LUA_TNUMBER ? "the out-of-range number " : "a ",
+                t == LUA_TNUMBER ? lua_tostring(L, -1) : luaL_typename(L, -1));
+            lua_rawgetp(L, LUA_REGISTRYINDEX, &POLICY_KEY);
+            lb_callback_bad_result(L, lua_gettop(L), "sampling policy", problem);
         }
     }
     lua_settop(L, top);
