@@ -415,8 +415,8 @@ static void prop_release_fn(void *p) {
     prop_release(p);
 }
 
-static void pipeline_release_fn(void *p) {
-    pipeline_release(p);
+static void arena_release_fn(void *a) {
+    basalt_record_release(a);
 }
 
 /* Pushes a propagated attribute unless the span wrote that key itself. */
@@ -473,7 +473,10 @@ static void materialise(basalt_span *s, record_impl *rec) {
     write_metadata(s, rec);
     uint32_t own = rec->pub.nattrs;
     if (p) record_keep(rec, prop_release_fn, prop_retain(p));
-    record_keep(rec, pipeline_release_fn, pipeline_retain(pl));
+    /* Global metadata and evaluators are borrowed from the pipeline's string
+     * arena. Keep only that arena alive, not the pipeline: the pipeline owns
+     * the exporters, and an exporter holding records would form a cycle. */
+    record_keep(rec, arena_release_fn, (void *)pipeline_arena_retain(pl));
 
     size_t nmeta = 0;
     const basalt_kv *meta = pipeline_metadata(pl, &nmeta);

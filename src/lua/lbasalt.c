@@ -248,7 +248,7 @@ static int l_init(lua_State *L) {
         lua_settop(L, 0);
         lua_newtable(L);
     }
-    luaL_checktype(L, 1, LUA_TTABLE);
+    lb_checktype(L, 1, LUA_TTABLE, "init");
     lua_settop(L, 1);
     const int opts = 1;
     lua_newtable(L); /* 2: keeps converted strings alive until basalt_init returns */
@@ -326,9 +326,11 @@ static int l_init(lua_State *L) {
 
 /* ---- lifecycle and counters ------------------------------------------------------------- */
 
-static uint32_t timeout_arg(lua_State *L, int idx) {
-    lua_Integer t = luaL_optinteger(L, idx, 30000);
-    luaL_argcheck(L, t >= 0, idx, "timeout must be non-negative");
+static uint32_t timeout_arg(lua_State *L, int idx, const char *fname) {
+    if (lua_isnoneornil(L, idx)) return 30000;
+    if (!lua_isinteger(L, idx) || lua_tointeger(L, idx) < 0)
+        lb_argerror(L, idx, fname, "timeout must be a non-negative integer (milliseconds)");
+    lua_Integer t = lua_tointeger(L, idx);
     return t > 0x7fffffff ? 0x7fffffff : (uint32_t)t;
 }
 
@@ -372,7 +374,7 @@ static int l_stats(lua_State *L) {
 }
 
 static int l_force_flush(lua_State *L) {
-    uint32_t t = timeout_arg(L, 1);
+    uint32_t t = timeout_arg(L, 1, "force_flush");
     bool ok = basalt_force_flush(t);
     lb_log_drain(L);
     lua_pushboolean(L, ok);
@@ -380,7 +382,7 @@ static int l_force_flush(lua_State *L) {
 }
 
 static int l_shutdown(lua_State *L) {
-    uint32_t t = timeout_arg(L, 1);
+    uint32_t t = timeout_arg(L, 1, "shutdown");
     bool ok = basalt_shutdown(t);
     lb_log_drain(L);
     lua_pushboolean(L, ok);

@@ -33,13 +33,21 @@ typedef struct lb_span {
     int active;        /* block still running */
 } lb_span;
 
+/* ---- argument errors ---- */
+/* Raises "bad argument #arg to 'fname' (msg)" with the public function name
+ * (luaL_argerror would name it after the loaded module, 'basalt.core.x'). */
+int lb_argerror(lua_State *L, int arg, const char *fname, const char *msg);
+/* Raises unless the value at arg has type t. */
+void lb_checktype(lua_State *L, int arg, int t, const char *fname);
+
 /* ---- lcontext.c ---- */
 /* The running coroutine's flow (created on first use). */
 lb_flow *lb_flow_get(lua_State *L);
 /* Pushes a basalt.Context userdata taking ownership of ctx (may be NULL). */
 void lb_push_context(lua_State *L, basalt_ctx *ctx);
-/* The context held by a basalt.Context argument (borrowed), or raises. */
-basalt_ctx *lb_check_context(lua_State *L, int idx);
+/* The context held by a basalt.Context argument (borrowed), or raises naming
+ * argument `arg` of fname. */
+basalt_ctx *lb_check_context(lua_State *L, int idx, int arg, const char *fname);
 /* Runs the function at stack index fn_idx with the nargs values above it inside
  * ctx (takes ownership), restoring the previous context afterwards, on errors
  * and across yields. Returns like a lua_CFunction (results on top). */

@@ -51,9 +51,23 @@ void lb_push_context(lua_State *L, basalt_ctx *ctx) {
     luaL_setmetatable(L, LB_CONTEXT_MT);
 }
 
-basalt_ctx *lb_check_context(lua_State *L, int idx) {
-    lb_context *c = luaL_checkudata(L, idx, LB_CONTEXT_MT);
+basalt_ctx *lb_check_context(lua_State *L, int idx, int arg, const char *fname) {
+    lb_context *c = luaL_testudata(L, idx, LB_CONTEXT_MT);
+    if (c == NULL)
+        lb_argerror(L, arg, fname,
+                    lua_pushfstring(L, "basalt.Context expected, got %s", luaL_typename(L, idx)));
     return c->ctx;
+}
+
+int lb_argerror(lua_State *L, int arg, const char *fname, const char *msg) {
+    return luaL_error(L, "bad argument #%d to '%s' (%s)", arg, fname, msg);
+}
+
+void lb_checktype(lua_State *L, int arg, int t, const char *fname) {
+    if (lua_type(L, arg) != t)
+        lb_argerror(L, arg, fname,
+                    lua_pushfstring(L, "%s expected, got %s", lua_typename(L, t),
+                                    luaL_typename(L, arg)));
 }
 
 static int context_gc(lua_State *L) {
@@ -64,7 +78,7 @@ static int context_gc(lua_State *L) {
 }
 
 static int context_tostring(lua_State *L) {
-    basalt_ctx *ctx = lb_check_context(L, 1);
+    basalt_ctx *ctx = ((lb_context *)luaL_checkudata(L, 1, LB_CONTEXT_MT))->ctx;
     basalt_span *s = basalt_ctx_span(ctx);
     if (s == NULL) {
         lua_pushliteral(L, "basalt.Context(empty)");
@@ -137,22 +151,22 @@ static int l_capture(lua_State *L) {
 }
 
 static int l_with_context(lua_State *L) {
-    basalt_ctx *ctx = lua_isnil(L, 1) ? NULL : lb_check_context(L, 1);
-    luaL_checkany(L, 2);
+    basalt_ctx *ctx = lua_isnil(L, 1) ? NULL : lb_check_context(L, 1, 1, "with_context");
+    if (lua_isnone(L, 2)) lb_argerror(L, 2, "with_context", "function expected");
     return lb_run_in_context(L, basalt_ctx_retain(ctx), 2, lua_gettop(L) - 2);
 }
 
 /* bind(fn): upvalue 1 = fn, upvalue 2 = context. */
 static int bound_call(lua_State *L) {
     int nargs = lua_gettop(L);
-    basalt_ctx *ctx = lb_check_context(L, lua_upvalueindex(2));
+    basalt_ctx *ctx = lb_check_context(L, lua_upvalueindex(2), 1, "bind");
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
     return lb_run_in_context(L, basalt_ctx_retain(ctx), 1, nargs);
 }
 
 static int l_bind(lua_State *L) {
-    luaL_checkany(L, 1);
+    if (lua_isnoneornil(L, 1)) lb_argerror(L, 1, "bind", "function expected");
     lua_settop(L, 1);
     lb_flow *f = lb_flow_get(L);
     lb_push_context(L, basalt_ctx_retain(f->cur));
@@ -172,7 +186,7 @@ static int inherit_finish(lua_State *L, int status, lua_KContext k) {
 
 static int inherit_body(lua_State *L) {
     lb_flow *f = lb_flow_get(L);
-    basalt_ctx *ctx = lb_check_context(L, lua_upvalueindex(2));
+    basalt_ctx *ctx = lb_check_context(L, lua_upvalueindex(2), 1, "coroutine");
     basalt_ctx_release(f->cur);
     f->cur = basalt_ctx_retain(ctx);
     int nargs = lua_gettop(L);
@@ -196,7 +210,12 @@ static void push_inheriting(lua_State *L, int fn_idx) {
 
 /* coroutine.create / coroutine.wrap replacements: upvalue 1 = the original. */
 static int co_create(lua_State *L) {
-    luaL_checktype(L, 1, LUA_TFUNCTION);
+    if (lua_type(L, 1) != LUA_TFUNCTION) { /* let the original report the error */
+        lua_pushvalue(L, lua_upvalueindex(1));
+        lua_insert(L, 1);
+        lua_call(L, lua_gettop(L) - 1, 1);
+        return 1;
+    }
     lua_pushvalue(L, lua_upvalueindex(1));
     push_inheriting(L, 1);
     lua_call(L, 1, 1);
@@ -245,10 +264,10 @@ static int l_inject(lua_State *L) {
         lua_settop(L, 0);
         lua_newtable(L);
     }
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 1);
+    lb_checktype(L, 1, LUA_TTABLE, "inject");
     basalt_ctx *ctx = lb_flow_get(L)->cur;
-    if (!lua_isnoneornil(L, 2)) ctx = lb_check_context(L, 2);
+    if (!lua_isnoneornil(L, 2)) ctx = lb_check_context(L, 2, 2, "inject");
+    lua_settop(L, 1);
     basalt_inject(ctx, set_header, L);
     return 1;
 }
@@ -272,7 +291,7 @@ static const char *header(lua_State *L, int idx, const char *name) {
 }
 
 static int l_extract(lua_State *L) {
-    luaL_checktype(L, 1, LUA_TTABLE);
+    lb_checktype(L, 1, LUA_TTABLE, "extract");
     lua_settop(L, 1);
     const char *tp = header(L, 1, "traceparent");
     const char *ts = header(L, 1, "tracestate");

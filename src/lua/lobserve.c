@@ -248,7 +248,11 @@ static int observe_impl(lua_State *L, int root, int opts, int fn_idx, int args, 
             lua_getfield(L, opts, "experiment");
             if (lb_parse_experiment(L, -1, &exp)) o.experiment = &exp;
             lua_getfield(L, opts, "parent");
-            if (!lua_isnil(L, -1)) o.parent = lb_check_context(L, -1);
+            if (!lua_isnil(L, -1)) {
+                if (!luaL_testudata(L, -1, LB_CONTEXT_MT))
+                    lb_argerror(L, 1, "start_observe", "parent must be a context from basalt.extract");
+                o.parent = lb_check_context(L, -1, 1, "start_observe");
+            }
             lua_getfield(L, opts, "evaluation_config");
             if (!lua_isnil(L, -1)) {
                 if (!lua_istable(L, -1))
@@ -341,7 +345,6 @@ static int l_observe_wrap(lua_State *L) {
 /* ---- with_evaluators ----------------------------------------------------------------- */
 
 static int l_with_evaluators(lua_State *L) {
-    luaL_checkany(L, 2);
     check_callable(L, 2, "with_evaluators");
     int nargs = lua_gettop(L) - 2;
     lb_flow *flow = lb_flow_get(L);
