@@ -382,6 +382,21 @@ T.test("a policy cannot mutate the trace through its argument", function()
   T.eq(root.attributes[EVAL], true, "the policy's answer still counts")
 end)
 
+T.test("a view kept after the call answers only with what the policy read", function()
+  local kept, kept_identity
+  setup { sampling_policy = function(t)
+    kept, kept_identity = t, t.identity
+    return t.feature_slug == "checkout"
+  end }
+  trace({ identity = { user = { id = "u-1" } }, metadata = { plan = "pro" } })
+  collectgarbage()
+  T.eq(kept.feature_slug, "checkout", "read during the call")
+  T.eq(kept.name, nil, "not read during the call: the input is gone")
+  T.eq(kept.metadata, nil)
+  T.eq(kept_identity.user, nil)
+  T.raises("read-only", function() kept.name = "x" end)
+end)
+
 -- ---- determinism and distribution -------------------------------------------------------
 
 T.test("with rate r over 10,000 traces the fraction decided true is within 2 points of r", function()
