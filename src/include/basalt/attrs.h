@@ -97,4 +97,14 @@
 #define BASALT_SDK_LANGUAGE "lua"
 #define BASALT_SCOPE_DEFAULT "basalt.observability"
 
+/* Prompts client: span names and section 15's request-span metadata keys */
+#define BASALT_SPAN_PROMPT_GET "prompt.get"
+#define BASALT_SPAN_PROMPTS_DESCRIBE "basalt.sdk.prompts.describe"
+#define BASALT_SPAN_PROMPTS_LIST "basalt.sdk.prompts.list"
+#define BASALT_META_API_CLIENT "basalt.api.client"
+#define BASALT_META_API_OPERATION "basalt.api.operation"
+#define BASALT_META_INTERNAL_API "basalt.internal.api"
+#define BASALT_META_PROMPT_FEATURE_SLUG "basalt.prompt.feature_slug"
+#define BASALT_API_CLIENT_PROMPTS "prompts"
+
 #endif
