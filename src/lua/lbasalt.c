@@ -314,6 +314,7 @@ static int l_init(lua_State *L) {
     }
     warn_unknown_fields(L, opts);
 
+    lb_log_drain(L); /* what the old logger still has to say goes to it */
     set_logger(L, logger_idx);
     basalt_error err;
     bool ok = basalt_init(&cfg, &err);

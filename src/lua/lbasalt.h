@@ -80,9 +80,10 @@ int lb_parse_prompt(lua_State *L, int idx, basalt_prompt_attrs *out, basalt_buf 
 /* Pushes a new handle for span (takes ownership; NULL = no-op handle). */
 lb_span *lb_push_span(lua_State *L, basalt_span *span);
 void lb_open_span(lua_State *L);
-/* Applies observe/start_observe payload options (input, metadata, variables,
- * prompt) from the opts table at idx to the span. */
-void lb_apply_payload_opts(lua_State *L, int opts, basalt_span *span);
+/* Applies observe/start_observe payload options to the span: stack indices of
+ * the metadata, input, variables and prompt values (0 when absent). */
+void lb_apply_payload_opts(lua_State *L, int metadata, int input, int variables, int prompt,
+                           basalt_span *span);
 /* Records a Lua error value as an exception on span. */
 void lb_record_error(lua_State *L, int err_idx, basalt_span *span, const char *traceback);
 

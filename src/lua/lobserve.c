@@ -121,12 +121,58 @@ static int run_noop(lua_State *L, int fn_idx, int args, int nargs, int pass_span
 
 /* ---- option parsing ---------------------------------------------------------------------- */
 
-static const char *opt_name(lua_State *L, int opts) {
-    if (lua_type(L, opts) == LUA_TSTRING) return lua_tostring(L, opts);
-    lua_getfield(L, opts, "name");
-    const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-    lua_pop(L, 1); /* the string stays alive in opts */
-    return s;
+/* Stack indices of the options a block uses (0 when absent). Gathered in one
+ * pass over the opts table: cheaper than a lookup per possible field. */
+typedef struct obs_fields {
+    int name, kind, identity, evaluators, metadata, input, variables, prompt;
+    int feature_slug, experiment, parent, evaluation_config;
+} obs_fields;
+
+static int *field_slot(obs_fields *f, const char *k, size_t len) {
+#define KEY(lit, member)                                                                       \
+    if (len == sizeof lit - 1 && memcmp(k, lit, len) == 0) return &f->member
+    switch (len) {
+    case 4: KEY("name", name); KEY("kind", kind); break;
+    case 5: KEY("input", input); break;
+    case 6: KEY("prompt", prompt); KEY("parent", parent); break;
+    case 8: KEY("identity", identity); KEY("metadata", metadata); break;
+    case 9: KEY("variables", variables); break;
+    case 10: KEY("evaluators", evaluators); KEY("experiment", experiment); break;
+    case 12: KEY("feature_slug", feature_slug); break;
+    case 17: KEY("evaluation_config", evaluation_config); break;
+    default: break;
+    }
+#undef KEY
+    return NULL;
+}
+
+/* Pushes the values of the known fields of opts (a table or a name string). */
+static void gather_fields(lua_State *L, int opts, obs_fields *f) {
+    memset(f, 0, sizeof *f);
+    if (lua_type(L, opts) == LUA_TSTRING) {
+        f->name = opts;
+        return;
+    }
+    luaL_checkstack(L, 16, "observe options");
+    lua_pushnil(L);
+    while (lua_next(L, opts)) {
+        int *slot = NULL;
+        if (lua_type(L, -2) == LUA_TSTRING) {
+            size_t len;
+            const char *k = lua_tolstring(L, -2, &len);
+            slot = field_slot(f, k, len);
+        }
+        if (slot) {
+            lua_pushvalue(L, -1);
+            lua_insert(L, -3); /* the copy stays below the iteration key */
+            *slot = lua_gettop(L) - 2;
+        }
+        lua_pop(L, 1);
+    }
+}
+
+static const char *opt_name(lua_State *L, const obs_fields *f) {
+    return f->name && lua_type(L, f->name) == LUA_TSTRING ? lua_tostring(L, f->name) : NULL;
 }
 
 static void check_opts(lua_State *L, int opts, const char *fname) {
@@ -136,11 +182,11 @@ static void check_opts(lua_State *L, int opts, const char *fname) {
                    luaL_typename(L, opts));
 }
 
-static basalt_kind parse_kind(lua_State *L, int opts, const char *fname) {
-    if (!lua_istable(L, opts)) return BASALT_KIND_SPAN;
-    lua_getfield(L, opts, "kind");
+static basalt_kind parse_kind(lua_State *L, int kind_idx, const char *fname) {
+    if (kind_idx == 0) return BASALT_KIND_SPAN;
+    lua_pushvalue(L, kind_idx);
     basalt_kind k = BASALT_KIND_SPAN;
-    if (!lua_isnil(L, -1)) {
+    {
         size_t len;
         const char *s = lua_tolstring(L, -1, &len);
         if (lua_type(L, -1) != LUA_TSTRING || !basalt_kind_parse(s, len, &k))
@@ -177,11 +223,11 @@ static int parse_identity_protected(lua_State *L) {
     return 4;
 }
 
-static int resolve_identity(lua_State *L, int opts, int args, int nargs, basalt_identity *out) {
+static int resolve_identity(lua_State *L, int ident_idx, int args, int nargs,
+                            basalt_identity *out) {
     memset(out, 0, sizeof *out);
-    if (!lua_istable(L, opts)) return 0;
-    lua_getfield(L, opts, "identity");
-    if (lua_isnil(L, -1)) return 0;
+    if (ident_idx == 0) return 0;
+    lua_pushvalue(L, ident_idx);
     if (lua_type(L, -1) != LUA_TFUNCTION) return lb_parse_identity(L, -1, out);
     luaL_checkstack(L, nargs + 4, "too many arguments");
     for (int i = 0; i < nargs; i++) lua_pushvalue(L, args + i);
@@ -189,7 +235,7 @@ static int resolve_identity(lua_State *L, int opts, int args, int nargs, basalt_
     lua_pushcfunction(L, parse_identity_protected);
     lua_insert(L, -2);
     if (lua_pcall(L, 1, 4, 0) != LUA_OK) {
-        lua_getfield(L, opts, "identity");
+        lua_pushvalue(L, ident_idx);
         lb_callback_bad_result(L, lua_gettop(L), "identity function", lua_tostring(L, -2));
         lua_pop(L, 2);
         return 0;
@@ -202,10 +248,18 @@ static int resolve_identity(lua_State *L, int opts, int args, int nargs, basalt_
 }
 
 /* opts.evaluators -> C array (strings held by the list left on the stack). */
-static size_t resolve_evaluators(lua_State *L, int opts, const char **out, size_t cap) {
-    if (!lua_istable(L, opts)) return 0;
-    lua_getfield(L, opts, "evaluators");
-    int n = lb_parse_evaluators(L, -1);
+static size_t resolve_evaluators(lua_State *L, int evals_idx, const char **out, size_t cap) {
+    if (evals_idx == 0) return 0;
+    if (lua_type(L, evals_idx) == LUA_TSTRING) { /* one slug: no list to build */
+        size_t len;
+        const char *s = lua_tolstring(L, evals_idx, &len);
+        lb_parse_evaluators(L, evals_idx); /* validates (blank slugs raise) */
+        lua_pop(L, 1);
+        (void)len;
+        out[0] = s;
+        return 1;
+    }
+    int n = lb_parse_evaluators(L, evals_idx);
     size_t k = 0;
     for (int i = 1; i <= n && k < cap; i++) {
         lua_rawgeti(L, -1, i);
@@ -223,38 +277,38 @@ static int observe_impl(lua_State *L, int root, int opts, int fn_idx, int args, 
     const char *fname = root ? "start_observe" : "observe";
     check_opts(L, opts, fname);
     check_callable(L, fn_idx, fname);
-    basalt_kind kind = root ? BASALT_KIND_TRACE : parse_kind(L, opts, fname);
+    int top = lua_gettop(L);
+    obs_fields f;
+    gather_fields(L, opts, &f);
+    basalt_kind kind = root ? BASALT_KIND_TRACE : parse_kind(L, f.kind, fname);
     lb_log_drain(L);
     lb_flow *flow = lb_flow_get(L);
-    int top = lua_gettop(L);
     const char *evals[MAX_EVALS];
-    size_t nevals = resolve_evaluators(L, opts, evals, MAX_EVALS);
+    size_t nevals = resolve_evaluators(L, f.evaluators, evals, MAX_EVALS);
     basalt_identity id;
-    int has_id = resolve_identity(L, opts, args, nargs, &id);
+    int has_id = resolve_identity(L, f.identity, args, nargs, &id);
     basalt_span *span;
     basalt_ctx *ctx = NULL;
     basalt_error err;
     if (root) {
         basalt_trace_opts o = {0};
-        o.name = opt_name(L, opts);
+        o.name = opt_name(L, &f);
         o.evaluators = evals;
         o.nevaluators = nevals;
         o.identity = has_id ? &id : NULL;
         o.parent = flow->cur;
         basalt_experiment exp;
-        if (lua_istable(L, opts)) {
-            lua_getfield(L, opts, "feature_slug");
-            o.feature_slug = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-            lua_getfield(L, opts, "experiment");
-            if (lb_parse_experiment(L, -1, &exp)) o.experiment = &exp;
-            lua_getfield(L, opts, "parent");
-            if (!lua_isnil(L, -1)) {
-                if (!luaL_testudata(L, -1, LB_CONTEXT_MT))
+        {
+            if (f.feature_slug && lua_type(L, f.feature_slug) == LUA_TSTRING)
+                o.feature_slug = lua_tostring(L, f.feature_slug);
+            if (f.experiment && lb_parse_experiment(L, f.experiment, &exp)) o.experiment = &exp;
+            if (f.parent) {
+                if (!luaL_testudata(L, f.parent, LB_CONTEXT_MT))
                     lb_argerror(L, 1, "start_observe", "parent must be a context from basalt.extract");
-                o.parent = lb_check_context(L, -1, 1, "start_observe");
+                o.parent = lb_check_context(L, f.parent, 1, "start_observe");
             }
-            lua_getfield(L, opts, "evaluation_config");
-            if (!lua_isnil(L, -1)) {
+            if (f.evaluation_config) {
+                lua_pushvalue(L, f.evaluation_config);
                 if (!lua_istable(L, -1))
                     luaL_error(L, "bad argument #1 to 'start_observe' (evaluation_config must be a "
                                   "table)");
@@ -280,7 +334,7 @@ static int observe_impl(lua_State *L, int root, int opts, int fn_idx, int args, 
         span = basalt_trace_start(&o, &ctx, &err);
     } else {
         basalt_span_opts o = {0};
-        o.name = opt_name(L, opts);
+        o.name = opt_name(L, &f);
         o.kind = kind;
         o.identity = has_id ? &id : NULL;
         o.evaluators = evals;
@@ -293,7 +347,7 @@ static int observe_impl(lua_State *L, int root, int opts, int fn_idx, int args, 
         lua_settop(L, top);
         return run_noop(L, fn_idx, args, nargs, pass_span);
     }
-    lb_apply_payload_opts(L, opts, span);
+    lb_apply_payload_opts(L, f.metadata, f.input, f.variables, f.prompt, span);
     lua_settop(L, top);
     return run_block(L, span, ctx, fn_idx, args, nargs, pass_span);
 }
@@ -321,13 +375,11 @@ static int make_wrap(lua_State *L, int root) {
     const char *fname = root ? "start_observe_wrap" : "observe_wrap";
     check_opts(L, 1, fname);
     check_callable(L, 2, fname);
-    if (!root) parse_kind(L, 1, fname); /* Decision 3: validated in every form */
-    if (root && lua_istable(L, 1)) {
-        lua_getfield(L, 1, "feature_slug");
-        if (lua_type(L, -1) != LUA_TSTRING)
-            luaL_error(L, "feature_slug is required and must be a non-empty string.");
-        lua_pop(L, 1);
-    }
+    obs_fields f;
+    gather_fields(L, 1, &f);
+    if (!root) parse_kind(L, f.kind, fname); /* Decision 3: validated in every form */
+    if (root && (f.feature_slug == 0 || lua_type(L, f.feature_slug) != LUA_TSTRING))
+        luaL_error(L, "feature_slug is required and must be a non-empty string.");
     lua_settop(L, 2);
     lua_pushboolean(L, root);
     lua_pushcclosure(L, wrapped_call, 3);

@@ -479,20 +479,17 @@ static int span_tostring(lua_State *L) {
     return 1;
 }
 
-void lb_apply_payload_opts(lua_State *L, int opts, basalt_span *span) {
-    if (span == NULL || !lua_istable(L, opts)) return;
+void lb_apply_payload_opts(lua_State *L, int metadata, int input, int variables, int prompt,
+                           basalt_span *span) {
+    if (span == NULL) return;
     int top = lua_gettop(L);
-    lua_getfield(L, opts, "metadata");
-    metadata_into(L, span, -1);
-    lua_getfield(L, opts, "input");
-    payload(L, span, -1, basalt_span_set_input);
-    lua_getfield(L, opts, "variables");
-    set_variables(L, span, -1);
-    lua_getfield(L, opts, "prompt");
-    if (!lua_isnil(L, -1)) {
+    if (metadata) metadata_into(L, span, metadata);
+    if (input) payload(L, span, input, basalt_span_set_input);
+    if (variables) set_variables(L, span, variables);
+    if (prompt) {
         basalt_prompt_attrs p;
         basalt_buf vars = {0};
-        if (lb_parse_prompt(L, -1, &p, &vars)) basalt_span_set_prompt(span, &p);
+        if (lb_parse_prompt(L, prompt, &p, &vars)) basalt_span_set_prompt(span, &p);
         basalt_buf_free(&vars);
     }
     lua_settop(L, top);
