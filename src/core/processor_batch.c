@@ -399,10 +399,12 @@ static void batch_atfork_parent(basalt_processor *p) {
 
 static void batch_atfork_child(basalt_processor *p) {
     batch_processor *b = (batch_processor *)p;
-    /* Waiters of the parent's condition variables do not exist here: start clean.
-     */
-    pthread_mutex_unlock(&b->lock);
-    destroy_sync(b);
+    /* The parent's worker may be waiting on a condition variable; that waiter does
+     * not exist here, and pthread_cond_destroy would wait for it: start clean. */
+    memset(&b->lock, 0, sizeof b->lock);
+    memset(&b->work_cv, 0, sizeof b->work_cv);
+    memset(&b->room_cv, 0, sizeof b->room_cv);
+    memset(&b->done_cv, 0, sizeof b->done_cv);
     init_sync(b);
     pthread_mutex_lock(&b->lock);
     for (size_t i = 0; i < b->count; i++)

@@ -437,6 +437,40 @@ static void test_fork_child_exports_its_own_spans(void) {
     basalt_exporter_release(&t->base);
 }
 
+/* The worker idles in a condition wait when the fork happens (the usual case). */
+static void test_fork_while_the_worker_idles(void) {
+    test_exp *t = texp_new();
+    basalt_batch_config c = cfg_of(64, 4, 0, false);
+    basalt_processor *p = basalt_batch_processor_new(&t->base, NULL, &c);
+    end_one(p, 1);
+    CHECK(basalt_processor_flush(p, 2000));
+    usleep(20000);
+    fflush(NULL);
+    basalt_processor_atfork_prepare(p);
+    pid_t pid = fork();
+    if (pid == 0) {
+        basalt_processor_atfork_child(p);
+        for (uint64_t i = 2; i < 5; i++)
+            end_one(p, i);
+        int bad = basalt_processor_flush(p, 5000) ? 0 : 1;
+        if (!texp_exactly(t, 1, 4)) bad |= 2;
+        if (!basalt_processor_shutdown(p, 2000)) bad |= 4;
+        basalt_processor_free(p);
+        basalt_exporter_release(&t->base);
+        _exit(bad);
+    }
+    basalt_processor_atfork_parent(p);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    end_one(p, 2);
+    CHECK(basalt_processor_flush(p, 5000));
+    CHECK(texp_exactly(t, 1, 2));
+    CHECK(basalt_processor_shutdown(p, 2000));
+    basalt_processor_free(p);
+    basalt_exporter_release(&t->base);
+}
+
 TEST_MAIN(TEST_CASE(test_config_defaults_and_env),
           TEST_CASE(test_full_batches_go_at_once_rest_waits_for_delay),
           TEST_CASE(test_schedule_delay_exports_a_partial_batch),
@@ -445,4 +479,5 @@ TEST_MAIN(TEST_CASE(test_config_defaults_and_env),
           TEST_CASE(test_nonblocking_mode_under_load_accounts_for_every_span),
           TEST_CASE(test_flush_and_shutdown_meet_deadlines_with_a_hanging_exporter),
           TEST_CASE(test_free_does_not_wait_forever_for_an_exporter_ignoring_abort),
-          TEST_CASE(test_failures_are_counted), TEST_CASE(test_fork_child_exports_its_own_spans))
+          TEST_CASE(test_failures_are_counted), TEST_CASE(test_fork_child_exports_its_own_spans),
+          TEST_CASE(test_fork_while_the_worker_idles))
