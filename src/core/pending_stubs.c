@@ -6,16 +6,6 @@
 
 #define WEAK __attribute__((weak))
 
-WEAK bool basalt_otlp_endpoint_known(const char *api_key) {
-    (void)api_key;
-    return false;
-}
-
-WEAK basalt_exporter *basalt_otlp_exporter_new(const basalt_otlp_config *cfg) {
-    (void)cfg;
-    return NULL;
-}
-
 #include "basalt/propagation.h"
 
 WEAK basalt_ctx *basalt_extract(const char *traceparent, const char *tracestate,
@@ -33,7 +23,3 @@ WEAK bool basalt_inject(const basalt_ctx *c, basalt_header_fn fn, void *ud) {
     return false;
 }
 
-WEAK basalt_exporter *basalt_file_exporter_new(const char *path) {
-    (void)path;
-    return NULL;
-}
