@@ -39,7 +39,7 @@ local function pcall_loop(n)
 end
 
 if inner then -- measured by callgrind from the outer run
-  observe_loop(N)
+  if arg[3] == "pcall" then pcall_loop(N) else observe_loop(N) end
   return
 end
 
@@ -61,10 +61,10 @@ local ns_pcall = best_of(5, pcall_loop, N)
 
 -- Instructions per span: two callgrind runs, the difference divided by the
 -- extra spans, so start-up and module loading cancel out.
-local function callgrind(n)
+local function callgrind(n, what)
   local host, script = arg[-1], arg[0]
-  local cmd = string.format("valgrind --tool=callgrind --callgrind-out-file=/dev/null %s %s --inner %d 2>&1",
-    host, script, n)
+  local cmd = string.format("valgrind --tool=callgrind --callgrind-out-file=/dev/null %s %s --inner %d %s 2>&1",
+    host, script, n, what or "observe")
   local p = io.popen(cmd)
   if not p then return nil end
   local out = p:read("a")
@@ -72,16 +72,20 @@ local function callgrind(n)
   local collected = out:match("Collected : (%d+)")
   return collected and tonumber(collected)
 end
-local ir_per_span
+local ir_per_span, ir_per_pcall
 if os.execute("command -v valgrind >/dev/null 2>&1") then
   local a, b = callgrind(2000), callgrind(22000)
   if a and b then ir_per_span = (b - a) / 20000 end
+  local c, d = callgrind(2000, "pcall"), callgrind(22000, "pcall")
+  if c and d then ir_per_pcall = (d - c) / 20000 end
 end
 
 print(string.format("observe block: %.0f ns   bare pcall: %.0f ns   ratio %.1fx   span overhead %.0f ns",
   ns_observe, ns_pcall, ns_observe / ns_pcall, ns_observe - ns_pcall))
-if ir_per_span then
-  print(string.format("callgrind: %.0f instructions per observe block (span + 3 attributes)", ir_per_span))
+if ir_per_span and ir_per_pcall then
+  print(string.format("callgrind: %.0f instructions per observe block (span + 3 attributes), %.0f per bare pcall, %.0f added by the span",
+    ir_per_span, ir_per_pcall, ir_per_span - ir_per_pcall))
 end
-print(string.format('{"bench":"span_overhead","n":%d,"ns_per_observe":%.1f,"ns_per_pcall":%.1f,"ratio":%.2f,"instructions_per_span":%s}',
-  N, ns_observe, ns_pcall, ns_observe / ns_pcall, ir_per_span and string.format("%.0f", ir_per_span) or "null"))
+print(string.format('{"bench":"span_overhead","n":%d,"ns_per_observe":%.1f,"ns_per_pcall":%.1f,"ratio":%.2f,"instructions_per_block":%s,"instructions_per_pcall":%s}',
+  N, ns_observe, ns_pcall, ns_observe / ns_pcall, ir_per_span and string.format("%.0f", ir_per_span) or "null",
+  ir_per_pcall and string.format("%.0f", ir_per_pcall) or "null"))

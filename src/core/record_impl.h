@@ -8,8 +8,10 @@
 
 #include <stdatomic.h>
 
-#define RECORD_INLINE_ATTRS 24
-#define RECORD_INLINE_ARENA 1024
+/* Sized so that a record stays within glibc's per-thread cache (1032 bytes):
+ * larger blocks take malloc's slow path on every span. */
+#define RECORD_INLINE_ATTRS 14
+#define RECORD_INLINE_ARENA 256
 #define RECORD_MAX_ATTRS 128  /* OpenTelemetry default span limits */
 #define RECORD_MAX_EVENTS 128
 

@@ -85,9 +85,8 @@ static int finish_block(lua_State *L, int status, lua_KContext k) {
 }
 
 /* Runs fn (with the span handle first when pass_span) inside the span's context. */
-static int run_block(lua_State *L, basalt_span *span, basalt_ctx *ctx, int fn_idx, int args,
-                     int nargs, int pass_span) {
-    lb_flow *flow = lb_flow_get(L);
+static int run_block(lua_State *L, lb_flow *flow, basalt_span *span, basalt_ctx *ctx,
+                     int fn_idx, int args, int nargs, int pass_span) {
     luaL_checkstack(L, nargs + 4, "too many arguments");
     lb_span *h = lb_push_span(L, span);
     int hidx = lua_gettop(L);
@@ -349,7 +348,7 @@ static int observe_impl(lua_State *L, int root, int opts, int fn_idx, int args, 
     }
     lb_apply_payload_opts(L, f.metadata, f.input, f.variables, f.prompt, span);
     lua_settop(L, top);
-    return run_block(L, span, ctx, fn_idx, args, nargs, pass_span);
+    return run_block(L, flow, span, ctx, fn_idx, args, nargs, pass_span);
 }
 
 static int l_start_observe(lua_State *L) {

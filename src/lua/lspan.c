@@ -14,13 +14,17 @@ static lb_span *check_span(lua_State *L) {
     return h;
 }
 
+/* The handle metatable, also under a light key: faster than by name. */
+static const char SPAN_MT_KEY = 's';
+
 lb_span *lb_push_span(lua_State *L, basalt_span *span) {
     lb_span *h = lua_newuserdatauv(L, sizeof *h, 0);
     h->span = span;
     h->prev = NULL;
     h->flow = NULL;
     h->active = 0;
-    luaL_setmetatable(L, LB_SPAN_MT);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &SPAN_MT_KEY);
+    lua_setmetatable(L, -2);
     return h;
 }
 
@@ -549,5 +553,5 @@ void lb_open_span(lua_State *L) {
     lua_setfield(L, -2, "__gc");
     lua_pushliteral(L, LB_SPAN_MT);
     lua_setfield(L, -2, "__name");
-    lua_pop(L, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &SPAN_MT_KEY);
 }
