@@ -407,11 +407,6 @@ static int sentinel_gc(lua_State *L) {
     return 0;
 }
 
-/* Prompts are a separate component; until it is linked in, the field is absent. */
-__attribute__((weak)) void lb_open_prompts(lua_State *L) {
-    (void)L;
-}
-
 /* The module's only exported symbol (everything else is hidden). */
 __attribute__((visibility("default"))) int luaopen_basalt_core(lua_State *L);
 
