@@ -366,6 +366,25 @@ basalt_ctx *basalt_ctx_with_evaluators(const basalt_ctx *parent, const char *con
     return ctx_new(parent ? parent->span : NULL, p);
 }
 
+basalt_ctx *basalt_ctx_with_values(const basalt_ctx *parent, const char *feature_slug,
+                                   const basalt_identity *identity) {
+    prop *p = prop_derive(parent ? parent->p : NULL);
+    if (p == NULL) return NULL;
+    if (feature_slug && *feature_slug) p->feature_slug = prop_intern(p, feature_slug, true);
+    if (identity && identity->user_id) {
+        p->id.user_id = prop_intern(p, identity->user_id, false);
+        p->id.user_name = prop_intern(p, identity->user_name, false);
+    }
+    if (identity && identity->org_id) {
+        p->id.org_id = prop_intern(p, identity->org_id, false);
+        p->id.org_name = prop_intern(p, identity->org_name, false);
+    }
+    if (identity && (identity->user_id || identity->org_id)) p->identity_from_observe = true;
+    basalt_ctx *c = ctx_new(parent ? parent->span : NULL, p);
+    if (c == NULL) prop_release(p);
+    return c;
+}
+
 basalt_ctx *basalt_ctx_with_prompt(const basalt_ctx *parent, const basalt_prompt_attrs *pr) {
     prop *p = prop_derive(parent ? parent->p : NULL);
     if (p == NULL) return NULL;

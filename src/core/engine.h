@@ -88,6 +88,7 @@ struct basalt_span {
     _Atomic int rc;
     spin lock; /* guards rec, ended and the pending lists below */
     bool ended, remote, is_trace, is_root;
+    bool raw; /* a plain OpenTelemetry span (tracer API): no Basalt markers */
     basalt_kind kind;
     uint8_t trace_id[16], span_id[8];
     record_impl *rec; /* NULL for remote stubs and after end */

@@ -239,6 +239,24 @@ static basalt_policy_result run_policy(basalt_policy_fn fn, void *ud, basalt_spa
     return fn(ud, &in, out_rate);
 }
 
+/* A Basalt root opened under a plain (foreign) recording span marks that
+ * parent as part of the trace (semantics 3.5 BACKFILL). */
+static void backfill(basalt_span *parent, const char *slug, size_t slug_len,
+                     const basalt_trace_opts *o) {
+    basalt_span_set_attr(parent, BASALT_ATTR_IN_TRACE, basalt_v_bool(true));
+    basalt_span_set_attr(parent, BASALT_ATTR_SPAN_KIND, basalt_v_str("span"));
+    basalt_span_set_attr(parent, BASALT_ATTR_FEATURE_SLUG, basalt_v_strn(slug, slug_len));
+    const basalt_experiment *e = o->experiment;
+    if (e && e->id && e->id[0]) {
+        basalt_span_set_attr(parent, BASALT_ATTR_EXPERIMENT_ID, basalt_v_str(e->id));
+        if (e->name && e->name[0])
+            basalt_span_set_attr(parent, BASALT_ATTR_EXPERIMENT_NAME, basalt_v_str(e->name));
+        if (e->feature_slug && e->feature_slug[0])
+            basalt_span_set_attr(parent, BASALT_ATTR_EXPERIMENT_FEATURE_SLUG,
+                                 basalt_v_str(e->feature_slug));
+    }
+}
+
 basalt_span *basalt_trace_start(const basalt_trace_opts *o, basalt_ctx **ctx_out,
                                 basalt_error *err) {
     *ctx_out = NULL;
@@ -273,6 +291,7 @@ basalt_span *basalt_trace_start(const basalt_trace_opts *o, basalt_ctx **ctx_out
     s->is_trace = true;
     s->is_root = !nested;
     link_parent(s, parent);
+    if (!nested && parent_recording && parent->raw) backfill(parent, slug, slug_len, o);
 
     prop *p = prop_derive(parent_ctx ? parent_ctx->p : NULL);
     trace_scope *scope = p ? scope_new(nested ? p->scope : NULL) : NULL;
@@ -409,6 +428,44 @@ basalt_span *basalt_span_start(const basalt_span_opts *o, basalt_ctx **ctx_out,
     return s;
 }
 
+basalt_span *basalt_raw_span_start(const basalt_raw_span_opts *o, basalt_ctx **ctx_out,
+                                   basalt_error *err) {
+    if (ctx_out) *ctx_out = NULL;
+    if (err) err->message[0] = '\0';
+    if (o->name == NULL || o->name[0] == '\0') {
+        set_error(err, "name is required and must be a non-empty string.");
+        return NULL;
+    }
+    const basalt_ctx *parent_ctx = o->parent;
+    basalt_span *parent = parent_ctx ? parent_ctx->span : NULL;
+    pipeline *pl = parent && parent->pl ? pipeline_retain(parent->pl) : pipeline_acquire();
+    if (pl == NULL) return NULL;
+    basalt_span *s = span_alloc(pl, BASALT_KIND_SPAN, o->name, strlen(o->name));
+    if (s == NULL) {
+        pipeline_release(pl);
+        return NULL;
+    }
+    s->raw = true;
+    record_impl *rec = s->rec;
+    rec->pub.kind = o->kind == BASALT_OTEL_UNSPECIFIED ? BASALT_OTEL_INTERNAL : o->kind;
+    if (o->scope_name) {
+        rec->pub.scope_name = record_strdup(rec, o->scope_name, strlen(o->scope_name));
+        rec->pub.scope_version =
+            o->scope_version ? record_strdup(rec, o->scope_version, strlen(o->scope_version)) : NULL;
+    }
+    link_parent(s, parent);
+    ctx_init_embedded(s, prop_retain(parent_ctx ? parent_ctx->p : NULL));
+    capture_identity(s);
+    for (size_t i = 0; i < o->nattrs; i++) record_set_attr(rec, o->attrs[i].key, false, o->attrs[i].value);
+    pipeline_on_start(pl);
+    if (ctx_out) *ctx_out = basalt_ctx_retain(&s->ctx);
+    return s;
+}
+
+basalt_ctx *basalt_span_context(basalt_span *s) {
+    return s ? basalt_ctx_retain(&s->ctx) : NULL;
+}
+
 /* ---- ending ------------------------------------------------------------------------ */
 
 static void prop_release_fn(void *p) {
@@ -530,7 +587,12 @@ static void materialise(basalt_span *s, record_impl *rec) {
             push_prop(rec, own, BASALT_ATTR_EVALUATORS, H.evaluators, basalt_v_array(vals, n));
         }
     }
-    /* Markers. */
+    /* Markers. A plain span is marked only as being inside a Basalt trace
+     * (semantics 5.4 A), and carries no Basalt kind. */
+    if (s->raw) {
+        if (p && p->in_trace) push_prop(rec, own, BASALT_ATTR_IN_TRACE, H.in_trace, basalt_v_bool(true));
+        return;
+    }
     if (s->is_root) push_prop(rec, own, BASALT_ATTR_ROOT, H.root, basalt_v_bool(true));
     if (!s->is_root) push_prop(rec, own, BASALT_ATTR_TRACE, H.trace, basalt_v_bool(true));
     push_prop(rec, own, BASALT_ATTR_IN_TRACE, H.in_trace, basalt_v_bool(true));

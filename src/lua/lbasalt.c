@@ -434,6 +434,7 @@ int luaopen_basalt_core(lua_State *L) {
     lb_open_span(L);
     lb_open_observe(L);
     lb_open_exporter(L);
+    lb_open_tracer(L);
     lb_open_prompts(L);
     /* The sentinel lives as long as the state: its __gc runs at lua_close. */
     lua_newuserdatauv(L, 1, 0);

@@ -125,6 +125,10 @@ size_t lb_parse_exporters(lua_State *L, int idx, const char *api_key, basalt_exp
 /* Registers memory_exporter() in the module table on top of the stack. */
 void lb_open_exporter(lua_State *L);
 
+/* ---- ltracer.c ---- */
+/* Registers tracer() and context_with() in the module table on top. */
+void lb_open_tracer(lua_State *L);
+
 /* ---- lbasalt.c ---- */
 /* Delivers queued log messages to this state's Lua logger (cheap when none). */
 void lb_log_drain(lua_State *L);

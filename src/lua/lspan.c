@@ -449,6 +449,13 @@ static int m_is_recording(lua_State *L) {
     return 1;
 }
 
+/* span:context(): a context with this span current (parent for other spans). */
+static int m_context(lua_State *L) {
+    lb_span *h = check_span(L);
+    lb_push_context(L, basalt_span_context(h->span));
+    return 1;
+}
+
 static int m_end(lua_State *L) {
     lb_span *h = check_span(L);
     if (h->span && !h->active) basalt_span_end(h->span, 0); /* blocks end themselves */
@@ -540,6 +547,7 @@ void lb_open_span(lua_State *L) {
         {"span_id", m_span_id},
         {"is_recording", m_is_recording},
         {"finish", m_end},
+        {"context", m_context},
         {NULL, NULL}};
     luaL_newmetatable(L, LB_SPAN_MT);
     lua_newtable(L); /* methods */

@@ -70,6 +70,11 @@ BASALT_API const basalt_prompt_attrs *basalt_ctx_prompt(const basalt_ctx *c);
  * with_evaluators: union in order, trimmed, blanks and duplicates dropped. */
 BASALT_API basalt_ctx *basalt_ctx_with_evaluators(const basalt_ctx *parent,
                                                   const char *const *slugs, size_t n);
+/* A context carrying a feature slug and/or an identity for what is started in
+ * it (either may be NULL), without opening a Basalt trace: for hosts that build
+ * their spans with the tracer API. */
+BASALT_API basalt_ctx *basalt_ctx_with_values(const basalt_ctx *parent, const char *feature_slug,
+                                              const basalt_identity *identity);
 /* The prompt context for a prompt block. */
 BASALT_API basalt_ctx *basalt_ctx_with_prompt(const basalt_ctx *parent,
                                               const basalt_prompt_attrs *prompt);

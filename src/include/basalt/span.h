@@ -96,6 +96,30 @@ BASALT_API basalt_span *basalt_trace_start(const basalt_trace_opts *opts, basalt
  * process); on a validation error returns NULL with err filled. */
 BASALT_API basalt_span *basalt_span_start(const basalt_span_opts *opts, basalt_ctx **ctx_out,
                                           basalt_error *err);
+/* Options of a plain OpenTelemetry span (the tracer API, for instrumentations
+ * and hosts that build spans themselves). It gets no Basalt markers or kind;
+ * the values propagated by its parent context (feature slug, identity,
+ * experiment, evaluators, should_evaluate, basalt.in_trace inside a trace) and
+ * global metadata are applied to it, as the Basalt span processors do for every
+ * span. */
+typedef struct basalt_raw_span_opts {
+    const char *name;           /* required, non-empty */
+    basalt_otel_kind kind;      /* BASALT_OTEL_UNSPECIFIED means INTERNAL */
+    const char *scope_name;     /* NULL: basalt.observability */
+    const char *scope_version;  /* may be NULL */
+    const basalt_kv *attrs;     /* set at start (copied) */
+    size_t nattrs;
+    const basalt_ctx *parent;   /* NULL: a new trace */
+} basalt_raw_span_opts;
+
+/* Starts a plain span. Returns NULL when the runtime is disabled (a no-op) or
+ * with err filled when the name is missing. *ctx_out (may be NULL) receives the
+ * context with the span current. */
+BASALT_API basalt_span *basalt_raw_span_start(const basalt_raw_span_opts *opts,
+                                              basalt_ctx **ctx_out, basalt_error *err);
+/* The context in which s is the current span (a new reference). */
+BASALT_API basalt_ctx *basalt_span_context(basalt_span *s);
+
 /* Ends the span (once; later calls are ignored) and hands its record to the
  * pipeline. end_ns = 0 means now. */
 BASALT_API void basalt_span_end(basalt_span *s, uint64_t end_ns);
