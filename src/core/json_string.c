@@ -11,7 +11,20 @@ static bool write_escaped(basalt_buf *out, const char *s, size_t len) {
     /* Worst case 6 bytes per input byte (\u00XX). */
     if (!basalt_buf_reserve(out, len * 6 + 2)) return false;
     char *w = out->data + out->len;
-    for (size_t i = 0; i < len; i++) {
+    size_t i = 0;
+    /* Copy eight plain bytes at a time (none < 0x20, '"' or '\\'). */
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    while (i + 8 <= len) {
+        uint64_t x;
+        memcpy(&x, s + i, 8);
+        uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+        uint64_t special = ((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b);
+        if (special & highs & ~x) break; /* bytes >= 0x80 pass: UTF-8 is kept */
+        memcpy(w, &x, 8);
+        w += 8;
+        i += 8;
+    }
+    for (; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x20 && c != '"' && c != '\\') {
             *w++ = (char)c;

@@ -7,6 +7,8 @@
 #include "basalt/otlp_json.h"
 #include "basalt/attrs.h"
 
+#include "attr_keys.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +34,19 @@ static bool put_str(basalt_buf *b, const char *s, size_t len) {
     if (s == NULL) return PUTL(b, "\"\"");
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0;
+    /* Eight bytes at a time: stop at a word holding a byte that needs care
+     * (< 0x20, >= 0x7f, '"' or '\\'), then finish byte by byte. */
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    while (i + 8 <= len) {
+        uint64_t w;
+        memcpy(&w, u + i, 8);
+        uint64_t ctrl = (w - ones * 0x20) & ~w;           /* bytes < 0x20 */
+        uint64_t del = (w + ones * 0x01) & highs;         /* bytes >= 0x7f */
+        uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
+        uint64_t zq = (q - ones) & ~q, zb = (bs - ones) & ~bs;
+        if (((ctrl | zq | zb) & highs) | del | (w & highs)) break;
+        i += 8;
+    }
     while (i < len && u[i] >= 0x20 && u[i] < 0x7f && u[i] != '"' && u[i] != '\\')
         i++;
     if (i < len) return basalt_json_write_string(b, s, len);
@@ -143,9 +158,12 @@ static bool put_kvs(basalt_buf *b, const basalt_kv *kvs, size_t n) {
         if (kv_skipped(&kvs[i])) continue;
         if (!first && !PUTL(b, ",")) return false;
         first = false;
-        if (!PUTL(b, "{\"key\":") || !put_cstr(b, kvs[i].key) || !PUTL(b, ",\"value\":") ||
-            !put_any(b, &kvs[i].value) || !PUTL(b, "}"))
+        size_t fl;
+        const char *frag = attr_key_fragment(kvs[i].key, &fl);
+        if (frag ? !put(b, frag, fl)
+                 : (!PUTL(b, "{\"key\":") || !put_cstr(b, kvs[i].key) || !PUTL(b, ",\"value\":")))
             return false;
+        if (!put_any(b, &kvs[i].value) || !PUTL(b, "}")) return false;
     }
     return PUTL(b, "]");
 }

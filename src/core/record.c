@@ -1,13 +1,15 @@
 /* Span records: arena-backed storage, reference counting, lookups. */
 #include "record_impl.h"
 
+#include "attr_keys.h"
+
 #include "basalt/common.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 record_impl *record_new(void) {
-    record_impl *r = malloc(sizeof *r);
+    record_impl *r = record_block_alloc();
     if (r == NULL) return NULL;
     memset(&r->pub, 0, sizeof r->pub);
     atomic_init(&r->refcount, 1);
@@ -45,10 +47,17 @@ void *record_alloc(record_impl *r, size_t n) {
     return p;
 }
 
-const char *record_strdup(record_impl *r, const char *s, size_t len) {
+/* Copies s into the arena (repairing invalid UTF-8); *out_len gets the length. */
+static const char *strdup_len(record_impl *r, const char *s, size_t len, size_t *out_len) {
     if (s == NULL) s = "", len = 0;
-    /* Fast path: ASCII needs no repair. */
+    /* Fast path: ASCII needs no repair (eight bytes at a time). */
     size_t i = 0;
+    while (i + 8 <= len) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        if (w & 0x8080808080808080ull) break;
+        i += 8;
+    }
     while (i < len && (unsigned char)s[i] < 0x80) i++;
     if (i < len) {
         basalt_buf fixed = {0};
@@ -57,6 +66,7 @@ const char *record_strdup(record_impl *r, const char *s, size_t len) {
             if (p) {
                 memcpy(p, fixed.data, fixed.len);
                 p[fixed.len] = '\0';
+                *out_len = fixed.len;
             }
             basalt_buf_free(&fixed);
             return p;
@@ -67,17 +77,24 @@ const char *record_strdup(record_impl *r, const char *s, size_t len) {
     if (p == NULL) return NULL;
     memcpy(p, s, len);
     p[len] = '\0';
+    *out_len = len;
     return p;
+}
+
+const char *record_strdup(record_impl *r, const char *s, size_t len) {
+    size_t n;
+    return strdup_len(r, s, len, &n);
 }
 
 bool record_copy_value(record_impl *r, basalt_value in, basalt_value *out) {
     *out = in;
     switch (in.type) {
     case BASALT_VAL_STRING: {
-        const char *p = record_strdup(r, in.u.s.ptr, in.u.s.len);
+        size_t n;
+        const char *p = strdup_len(r, in.u.s.ptr, in.u.s.len, &n);
         if (p == NULL) return false;
         out->u.s.ptr = p;
-        out->u.s.len = strlen(p);
+        out->u.s.len = n;
         return true;
     }
     case BASALT_VAL_ARRAY: {
@@ -155,7 +172,8 @@ void record_set_attr(record_impl *r, const char *key, bool static_key, basalt_va
             return;
         }
     }
-    const char *k = static_key ? key : record_strdup(r, key, strlen(key));
+    const char *k = attr_key_intern(key, h); /* known keys are not copied */
+    if (k == NULL) k = static_key ? key : record_strdup(r, key, strlen(key));
     if (k == NULL) return;
     r->attrs[r->pub.nattrs].key = k;
     r->attrs[r->pub.nattrs].value = copy;
@@ -181,7 +199,8 @@ void record_push_borrowed(record_impl *r, const char *key, uint32_t hash, basalt
             return;
         }
     }
-    r->attrs[r->pub.nattrs].key = key;
+    const char *k = attr_key_intern(key, hash);
+    r->attrs[r->pub.nattrs].key = k ? k : key;
     r->attrs[r->pub.nattrs].value = v;
     r->attr_hashes[r->pub.nattrs] = hash;
     r->pub.nattrs++;
@@ -238,7 +257,7 @@ void basalt_record_release(const basalt_span_record *rec) {
         next = c->next;
         free(c);
     }
-    free(r);
+    record_block_free(r);
 }
 
 const basalt_value *basalt_record_attr(const basalt_span_record *rec, const char *key) {

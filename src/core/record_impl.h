@@ -38,6 +38,10 @@ typedef struct record_impl {
     char arena[RECORD_INLINE_ARENA];
 } record_impl;
 
+/* Storage of record blocks, recycled across threads (record_pool.c). */
+void *record_block_alloc(void);
+void record_block_free(void *p);
+
 /* A new empty record with one reference; NULL when out of memory. */
 record_impl *record_new(void);
 /* Bump-allocates n bytes (8-aligned) that live as long as the record. */

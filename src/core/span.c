@@ -2,6 +2,8 @@
  * ending, and materialising propagated values into the finished record. */
 #include "engine.h"
 
+#include "attr_keys.h"
+
 #include "basalt/attrs.h"
 #include "basalt/ids.h"
 
@@ -77,6 +79,7 @@ static void keys_init_once(void) {
 }
 
 void span_keys_init(void) {
+    attr_keys_init();
     pthread_once(&keys_once, keys_init_once);
 }
 

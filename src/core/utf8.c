@@ -2,6 +2,8 @@
  * reject a whole batch, so invalid sequences become U+FFFD. */
 #include "basalt/common.h"
 
+#include <string.h>
+
 /* Length of the valid sequence at s[0..len), or 0 when invalid (RFC 3629:
  * no overlongs, no surrogates, nothing above U+10FFFF). */
 static size_t valid_seq(const unsigned char *s, size_t len) {
@@ -28,6 +30,14 @@ bool basalt_utf8_repair(const char *str, size_t len, basalt_buf *out) {
     const unsigned char *s = (const unsigned char *)str;
     size_t i = 0;
     while (i < len) {
+        if (i + 8 <= len) { /* ASCII runs, eight bytes at a time */
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if ((w & 0x8080808080808080ull) == 0) {
+                i += 8;
+                continue;
+            }
+        }
         size_t n = valid_seq(s + i, len - i);
         if (n == 0) break;
         i += n;

@@ -291,6 +291,8 @@ basalt_value lb_to_payload(lua_State *L, int idx, basalt_buf *scratch) {
 
 /* Case-insensitive field lookup; pushes the value (nil when absent). */
 static int field_ci(lua_State *L, int t, const char *name) {
+    if (lua_getfield(L, t, name) != LUA_TNIL) return lua_type(L, -1); /* the usual spelling */
+    lua_pop(L, 1);
     lua_pushnil(L);
     while (lua_next(L, t)) {
         if (lua_type(L, -2) == LUA_TSTRING && strcasecmp(lua_tostring(L, -2), name) == 0 &&

@@ -1,0 +1,134 @@
+/* The attribute keys this runtime writes, interned: a record stores a known
+ * key as a pointer into this table instead of copying it, and the OTLP encoder
+ * writes its precomputed `{"key":"...","value":` fragment in one copy. The
+ * table is built once (pthread_once) and read-only afterwards. */
+#include "attr_keys.h"
+
+#include "basalt/attrs.h"
+#include "basalt/otlp_json.h"
+
+#include <pthread.h>
+#include <string.h>
+
+static const char *const known[] = {
+    BASALT_ATTR_ROOT,
+    BASALT_ATTR_TRACE,
+    BASALT_ATTR_IN_TRACE,
+    BASALT_ATTR_SPAN_KIND,
+    BASALT_ATTR_FEATURE_SLUG,
+    BASALT_ATTR_USER_ID,
+    BASALT_ATTR_USER_NAME,
+    BASALT_ATTR_ORG_ID,
+    BASALT_ATTR_ORG_NAME,
+    BASALT_ATTR_EXPERIMENT_ID,
+    BASALT_ATTR_EXPERIMENT_NAME,
+    BASALT_ATTR_EXPERIMENT_FEATURE_SLUG,
+    BASALT_ATTR_SHOULD_EVALUATE,
+    BASALT_ATTR_EVALUATORS,
+    BASALT_ATTR_EVALUATION_CONFIG,
+    BASALT_ATTR_INPUT,
+    BASALT_ATTR_OUTPUT,
+    BASALT_ATTR_VARIABLES,
+    BASALT_ATTR_METADATA,
+    BASALT_ATTR_GENAI_REQUEST_MODEL,
+    BASALT_ATTR_GENAI_RESPONSE_MODEL,
+    BASALT_ATTR_GENAI_OPERATION_NAME,
+    BASALT_ATTR_GENAI_PROVIDER_NAME,
+    BASALT_ATTR_GENAI_INPUT_TOKENS,
+    BASALT_ATTR_GENAI_OUTPUT_TOKENS,
+    BASALT_ATTR_GENAI_TEMPERATURE,
+    BASALT_ATTR_GENAI_TOP_P,
+    BASALT_ATTR_GENAI_TOP_K,
+    BASALT_ATTR_GENAI_MAX_TOKENS,
+    BASALT_ATTR_GENAI_RESPONSE_ID,
+    BASALT_ATTR_GENAI_FINISH_REASONS,
+    BASALT_ATTR_GENAI_LATENCY,
+    BASALT_ATTR_GENAI_INPUT_MESSAGES,
+    BASALT_ATTR_GENAI_OUTPUT_MESSAGES,
+    BASALT_ATTR_RETRIEVAL_QUERY,
+    BASALT_ATTR_RETRIEVAL_RESULTS_COUNT,
+    BASALT_ATTR_RETRIEVAL_TOP_K,
+    BASALT_ATTR_TOOL_NAME,
+    BASALT_ATTR_TOOL_INPUT,
+    BASALT_ATTR_TOOL_OUTPUT,
+    BASALT_ATTR_FUNCTION_NAME,
+    BASALT_ATTR_FUNCTION_STAGE,
+    BASALT_ATTR_EVENT_TYPE,
+    BASALT_ATTR_EVENT_PAYLOAD,
+    BASALT_ATTR_PROMPT_SLUG,
+    BASALT_ATTR_PROMPT_VERSION,
+    BASALT_ATTR_PROMPT_TAG,
+    BASALT_ATTR_PROMPT_MODEL_PROVIDER,
+    BASALT_ATTR_PROMPT_MODEL_MODEL,
+    BASALT_ATTR_PROMPT_VARIABLES,
+    BASALT_ATTR_PROMPT_FROM_CACHE,
+    BASALT_ATTR_REQUEST_DURATION_MS,
+    BASALT_ATTR_REQUEST_SUCCESS,
+    BASALT_ATTR_HTTP_RESPONSE_TIME_MS,
+    BASALT_ATTR_HTTP_STATUS_CODE,
+    BASALT_ATTR_HTTP_METHOD,
+    BASALT_ATTR_HTTP_URL,
+    BASALT_ATTR_EXCEPTION_TYPE,
+    BASALT_ATTR_EXCEPTION_MESSAGE,
+    BASALT_ATTR_EXCEPTION_STACKTRACE,
+    "service.name",
+};
+#define NKEYS (sizeof known / sizeof known[0])
+
+/* Interned copies; the encoder tells an interned key by its address. */
+static attr_key_slot table[NKEYS];
+/* Hash -> index + 1 (open addressing; 0 = empty). */
+#define NSLOTS 256
+static unsigned char slots[NSLOTS];
+static char fragments[NKEYS][ATTR_KEY_SLOT + 24];
+static unsigned char fragment_len[NKEYS];
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static uint32_t fnv(const char *s) {
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) h = (h ^ *p) * 16777619u;
+    return h;
+}
+
+static void build(void) {
+    _Static_assert(NKEYS < 255 && NKEYS * 2 < NSLOTS, "key table too small");
+    for (size_t i = 0; i < NKEYS; i++) {
+        size_t n = strlen(known[i]);
+        if (n >= ATTR_KEY_SLOT) continue; /* never interned */
+        memcpy(table[i].s, known[i], n + 1);
+        uint32_t h = fnv(known[i]) % NSLOTS;
+        while (slots[h]) h = (h + 1) % NSLOTS;
+        slots[h] = (unsigned char)(i + 1);
+        basalt_buf b = {0};
+        basalt_buf_puts(&b, "{\"key\":");
+        basalt_json_write_string(&b, known[i], n);
+        basalt_buf_puts(&b, ",\"value\":");
+        if (b.len < sizeof fragments[i]) {
+            memcpy(fragments[i], b.data, b.len);
+            fragment_len[i] = (unsigned char)b.len;
+        }
+        basalt_buf_free(&b);
+    }
+}
+
+void attr_keys_init(void) {
+    pthread_once(&once, build);
+}
+
+const char *attr_key_intern(const char *key, uint32_t hash) {
+    pthread_once(&once, build); /* a load and a branch once built */
+    for (uint32_t h = hash % NSLOTS; slots[h]; h = (h + 1) % NSLOTS) {
+        const char *k = table[slots[h] - 1].s;
+        if (k[0] == key[0] && strcmp(k, key) == 0) return k;
+    }
+    return NULL;
+}
+
+const char *attr_key_fragment(const char *key, size_t *len) {
+    const char *base = table[0].s;
+    if (key < base || key >= base + sizeof table) return NULL;
+    size_t i = (size_t)(key - base) / ATTR_KEY_SLOT;
+    if (table[i].s != key || fragment_len[i] == 0) return NULL;
+    *len = fragment_len[i];
+    return fragments[i];
+}

@@ -1,0 +1,21 @@
+/* Internal: interned attribute keys (see attr_keys.c). */
+#ifndef BASALT_ATTR_KEYS_H
+#define BASALT_ATTR_KEYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ATTR_KEY_SLOT 48
+
+typedef struct attr_key_slot {
+    char s[ATTR_KEY_SLOT];
+} attr_key_slot;
+
+/* Builds the table (idempotent, thread-safe); call before the lookups. */
+void attr_keys_init(void);
+/* The interned copy of key (hash = record_key_hash(key)), or NULL when unknown. */
+const char *attr_key_intern(const char *key, uint32_t hash);
+/* For an interned key: its `{"key":"...","value":` JSON fragment; else NULL. */
+const char *attr_key_fragment(const char *key, size_t *len);
+
+#endif
