@@ -127,8 +127,6 @@ void pipeline_release(pipeline *pl);
 void pipeline_on_start(pipeline *pl);
 void pipeline_on_end(pipeline *pl, record_impl *rec);
 bool pipeline_trace_content(const pipeline *pl);
-/* A new reference on the arena owning the pipeline's configuration strings. */
-const basalt_span_record *pipeline_arena_retain(pipeline *pl);
 double pipeline_sample_rate(const pipeline *pl);
 basalt_policy_fn pipeline_policy(const pipeline *pl, void **ud);
 const char *const *pipeline_evaluators(const pipeline *pl, size_t *n);

@@ -8,10 +8,10 @@
 
 #include <stdatomic.h>
 
-/* Sized so that a record stays within glibc's per-thread cache (1032 bytes):
- * larger blocks take malloc's slow path on every span. */
-#define RECORD_INLINE_ATTRS 14
-#define RECORD_INLINE_ARENA 256
+/* One block (recycled by record_pool.c) holds a typical span whole: its
+ * attributes, propagated values included, and their strings. */
+#define RECORD_INLINE_ATTRS 16
+#define RECORD_INLINE_ARENA 768
 #define RECORD_MAX_ATTRS 128  /* OpenTelemetry default span limits */
 #define RECORD_MAX_EVENTS 128
 

@@ -114,11 +114,6 @@ void pipeline_on_end(pipeline *pl, record_impl *rec) {
     basalt_record_release(&rec->pub);
 }
 
-const basalt_span_record *pipeline_arena_retain(pipeline *pl) {
-    basalt_record_retain(&pl->arena->pub);
-    return &pl->arena->pub;
-}
-
 bool pipeline_trace_content(const pipeline *pl) {
     return pl->trace_content;
 }

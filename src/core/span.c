@@ -471,14 +471,6 @@ basalt_ctx *basalt_span_context(basalt_span *s) {
 
 /* ---- ending ------------------------------------------------------------------------ */
 
-static void prop_release_fn(void *p) {
-    prop_release(p);
-}
-
-static void arena_release_fn(void *a) {
-    basalt_record_release(a);
-}
-
 /* Pushes a propagated attribute unless the span wrote that key itself. */
 static void push_prop(record_impl *rec, uint32_t own, const char *key, uint32_t h,
                       basalt_value v) {
@@ -489,8 +481,16 @@ static void push_prop(record_impl *rec, uint32_t own, const char *key, uint32_t 
     record_push_borrowed(rec, key, h, v);
 }
 
+/* Propagated strings are copied into the record: a record that borrowed them
+ * would keep the context's values (and the pipeline's) alive from the export
+ * thread, with their reference counts bouncing between threads. */
 static void push_str(record_impl *rec, uint32_t own, const char *key, uint32_t h, const char *s) {
-    if (s) push_prop(rec, own, key, h, basalt_v_strn(s, strlen(s)));
+    if (s == NULL) return;
+    size_t n = strlen(s);
+    const char *c = record_alloc(rec, n + 1);
+    if (c == NULL) return;
+    memcpy((char *)c, s, n + 1); /* already valid UTF-8 */
+    push_prop(rec, own, key, h, basalt_v_strn(c, n));
 }
 
 static int meta_cmp(const void *a, const void *b) {
@@ -532,16 +532,17 @@ static void materialise(basalt_span *s, record_impl *rec) {
     prop *p = s->ctx.p;
     write_metadata(s, rec);
     uint32_t own = rec->pub.nattrs;
-    if (p) record_keep(rec, prop_release_fn, prop_retain(p));
-    /* Global metadata and evaluators are borrowed from the pipeline's string
-     * arena. Keep only that arena alive, not the pipeline: the pipeline owns
-     * the exporters, and an exporter holding records would form a cycle. */
-    record_keep(rec, arena_release_fn, (void *)pipeline_arena_retain(pl));
 
+    /* Global metadata: keys and values copied (the record outlives nothing). */
     size_t nmeta = 0;
     const basalt_kv *meta = pipeline_metadata(pl, &nmeta);
-    for (size_t i = 0; i < nmeta; i++)
-        push_prop(rec, own, meta[i].key, record_key_hash(meta[i].key), meta[i].value);
+    for (size_t i = 0; i < nmeta; i++) {
+        uint32_t h = record_key_hash(meta[i].key);
+        bool mine = false;
+        for (uint32_t j = 0; j < own && !mine; j++)
+            mine = rec->attr_hashes[j] == h && strcmp(rec->attrs[j].key, meta[i].key) == 0;
+        if (!mine) record_set_attr(rec, meta[i].key, false, meta[i].value);
+    }
 
     if (p) {
         push_str(rec, own, BASALT_ATTR_FEATURE_SLUG, H.feature_slug, p->feature_slug);
@@ -586,7 +587,10 @@ static void materialise(basalt_span *s, record_impl *rec) {
         if (u && vals) {
             size_t n = eval_union(u, total, g, ng, p ? p->evaluators : NULL,
                                   p ? p->nevaluators : 0, s->own_evals, s->n_own_evals);
-            for (size_t i = 0; i < n; i++) vals[i] = basalt_v_strn(u[i], strlen(u[i]));
+            for (size_t i = 0; i < n; i++) {
+                const char *c = record_strdup(rec, u[i], strlen(u[i])); /* copied: see push_str */
+                vals[i] = basalt_v_strn(c ? c : "", c ? strlen(c) : 0);
+            }
             push_prop(rec, own, BASALT_ATTR_EVALUATORS, H.evaluators, basalt_v_array(vals, n));
         }
     }

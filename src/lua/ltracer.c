@@ -64,7 +64,8 @@ static int tracer_start_span(lua_State *L) {
     o.name = lua_tostring(L, 2);
     o.scope_name = t->name;
     o.scope_version = t->version;
-    o.parent = lb_flow_get(L)->cur;
+    o.parent = NULL;
+    int parent_given = 0;
     basalt_kv kv[MAX_START_ATTRS];
     basalt_buf scratch[MAX_START_ATTRS];
     size_t n = 0;
@@ -72,7 +73,10 @@ static int tracer_start_span(lua_State *L) {
         lua_getfield(L, 3, "kind"); /* 4 */
         o.kind = otel_kind(L, 4);
         lua_getfield(L, 3, "parent"); /* 5 */
-        if (!lua_isnil(L, 5)) o.parent = lb_check_context(L, 5, 3, "start_span");
+        if (!lua_isnil(L, 5)) {
+            o.parent = lb_check_context(L, 5, 3, "start_span");
+            parent_given = 1;
+        }
         lua_getfield(L, 3, "attributes"); /* 6 */
         if (!lua_isnil(L, 6)) {
             lb_checktype(L, 6, LUA_TTABLE, "start_span");
@@ -88,6 +92,7 @@ static int tracer_start_span(lua_State *L) {
             }
         }
     }
+    if (!parent_given) o.parent = lb_flow_get(L)->cur; /* looked up only when needed */
     o.attrs = kv;
     o.nattrs = n;
     basalt_error err;
