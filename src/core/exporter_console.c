@@ -194,6 +194,15 @@ static void put_span_line(const console_exporter *c, FILE *f, const basalt_span_
         }
         fputc(']', f);
     }
+    v = str_attr(r, BASALT_ATTR_PROMPT_SLUG);
+    if (shown(v, parent, BASALT_ATTR_PROMPT_SLUG)) {
+        put_str_field(f, "prompt", v);
+        const basalt_value *ver = str_attr(r, BASALT_ATTR_PROMPT_VERSION);
+        if (ver) {
+            fputc('@', f);
+            put_text(f, ver->u.s.ptr, ver->u.s.len);
+        }
+    }
     v = attr_of(r, BASALT_ATTR_SHOULD_EVALUATE);
     if (v && v->type == BASALT_VAL_BOOL && shown(v, parent, BASALT_ATTR_SHOULD_EVALUATE))
         fprintf(f, " should_evaluate=%s", v->u.b ? "true" : "false");

@@ -138,6 +138,24 @@ static void test_trace_printed_as_tree_when_root_ends(void) {
     fclose(f);
 }
 
+static void test_prompt_shown_with_its_version(void) {
+    FILE *f = tmpfile();
+    basalt_exporter *e = basalt_console_exporter_new(f);
+    basalt_kv gen_attrs[] = {
+        {BASALT_ATTR_SPAN_KIND, basalt_v_str("generation")},
+        {BASALT_ATTR_PROMPT_SLUG, basalt_v_str("qa-prompt")},
+        {BASALT_ATTR_PROMPT_VERSION, basalt_v_str("1.2.0")},
+    };
+    basalt_kv root_attrs[] = {{BASALT_ATTR_SPAN_KIND, basalt_v_str("basalt_trace")}};
+    export_one(e, make(TRACE_A, 2, 1, "llm", 1, 1000, gen_attrs, 3));
+    export_one(e, make(TRACE_A, 1, 0, "handle", 0, 2000, root_attrs, 1));
+    char *text = slurp(f);
+    CHECK_LINE(text, 2, "\xe2\x94\x94\xe2\x94\x80 llm [generation] 1.00 ms prompt=qa-prompt@1.2.0");
+    free(text);
+    basalt_exporter_release(e);
+    fclose(f);
+}
+
 static void test_error_message_and_exception_shown(void) {
     FILE *f = tmpfile();
     basalt_exporter *e = basalt_console_exporter_new(f);
@@ -348,6 +366,7 @@ static void test_engine_prints_through_console_exporter(void) {
 
 TEST_MAIN(TEST_CASE(test_trace_printed_as_tree_when_root_ends),
           TEST_CASE(test_error_message_and_exception_shown),
+          TEST_CASE(test_prompt_shown_with_its_version),
           TEST_CASE(test_siblings_ordered_by_start_and_deep_indent),
           TEST_CASE(test_remote_parent_closes_local_root_subtree_only),
           TEST_CASE(test_control_characters_escaped),
