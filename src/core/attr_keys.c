@@ -3,6 +3,7 @@
  * writes its precomputed `{"key":"...","value":` fragment in one copy. The
  * table is built once (pthread_once) and read-only afterwards. */
 #include "attr_keys.h"
+#include "record_impl.h"
 
 #include "basalt/attrs.h"
 #include "basalt/otlp_json.h"
@@ -84,19 +85,13 @@ static char fragments[NKEYS][ATTR_KEY_SLOT + 24];
 static unsigned char fragment_len[NKEYS];
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
-static uint32_t fnv(const char *s) {
-    uint32_t h = 2166136261u;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) h = (h ^ *p) * 16777619u;
-    return h;
-}
-
 static void build(void) {
     _Static_assert(NKEYS < 255 && NKEYS * 2 < NSLOTS, "key table too small");
     for (size_t i = 0; i < NKEYS; i++) {
         size_t n = strlen(known[i]);
         if (n >= ATTR_KEY_SLOT) continue; /* never interned */
         memcpy(table[i].s, known[i], n + 1);
-        uint32_t h = fnv(known[i]) % NSLOTS;
+        uint32_t h = record_key_hash(known[i]) % NSLOTS;
         while (slots[h]) h = (h + 1) % NSLOTS;
         slots[h] = (unsigned char)(i + 1);
         basalt_buf b = {0};

@@ -65,12 +65,25 @@ static inline bool put_cstr(basalt_buf *b, const char *s) {
 
 /* Decimal digits of v, unquoted. */
 static bool put_u64(basalt_buf *b, uint64_t v) {
+    /* Two digits per division: timestamps have 19. */
+    static const char pairs[201] = "00010203040506070809101112131415161718192021222324"
+                                   "25262728293031323334353637383940414243444546474849"
+                                   "50515253545556575859606162636465666768697071727374"
+                                   "75767778798081828384858687888990919293949596979899";
     char tmp[24];
     char *p = tmp + sizeof tmp;
-    do {
-        *--p = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
+    while (v >= 100) {
+        unsigned r = (unsigned)(v % 100);
+        v /= 100;
+        p -= 2;
+        memcpy(p, pairs + 2 * r, 2);
+    }
+    if (v >= 10) {
+        p -= 2;
+        memcpy(p, pairs + 2 * v, 2);
+    } else {
+        *--p = (char)('0' + v);
+    }
     return put(b, p, (size_t)(tmp + sizeof tmp - p));
 }
 

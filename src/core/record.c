@@ -122,9 +122,24 @@ bool record_copy_value(record_impl *r, basalt_value in, basalt_value *out) {
 }
 
 uint32_t record_key_hash(const char *key) {
-    uint32_t h = 2166136261u;
-    for (const unsigned char *p = (const unsigned char *)key; *p; p++) h = (h ^ *p) * 16777619u;
-    return h;
+    /* Eight bytes at a time (keys are typed by people: short, ASCII); the
+     * value only needs to be the same for equal keys within this process. */
+    size_t n = strlen(key);
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
+    const unsigned char *p = (const unsigned char *)key;
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
+        p += 8;
+        n -= 8;
+    }
+    uint64_t w = 0;
+    memcpy(&w, p, n);
+    h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 29;
+    return (uint32_t)h;
 }
 
 int record_find_attr(const record_impl *r, const char *key, uint32_t hash) {
