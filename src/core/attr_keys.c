@@ -78,6 +78,8 @@ static const char *const known[] = {
 
 /* Interned copies; the encoder tells an interned key by its address. */
 static attr_key_slot table[NKEYS];
+const char *const attr_keys_begin = table[0].s;
+const char *const attr_keys_end = table[0].s + sizeof table;
 /* Hash -> index + 1 (open addressing; 0 = empty). */
 #define NSLOTS 256
 static unsigned char slots[NSLOTS];
@@ -106,12 +108,18 @@ static void build(void) {
     }
 }
 
+/* Built when the library is loaded, before any thread can look keys up, so
+ * lookups need no synchronisation; attr_keys_init is kept for static links. */
+__attribute__((constructor)) static void build_at_load(void) {
+    pthread_once(&once, build);
+}
+
 void attr_keys_init(void) {
     pthread_once(&once, build);
 }
 
 const char *attr_key_intern(const char *key, uint32_t hash) {
-    pthread_once(&once, build); /* a load and a branch once built */
+    if (key >= attr_keys_begin && key < attr_keys_end) return key; /* already interned */
     for (uint32_t h = hash % NSLOTS; slots[h]; h = (h + 1) % NSLOTS) {
         const char *k = table[slots[h] - 1].s;
         if (k[0] == key[0] && strcmp(k, key) == 0) return k;

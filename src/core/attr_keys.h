@@ -11,6 +11,9 @@ typedef struct attr_key_slot {
     char s[ATTR_KEY_SLOT];
 } attr_key_slot;
 
+/* Bounds of the interned strings (an interned key points inside). */
+extern const char *const attr_keys_begin, *const attr_keys_end;
+
 /* Builds the table (idempotent, thread-safe); call before the lookups. */
 void attr_keys_init(void);
 /* The interned copy of key (hash = record_key_hash(key)), or NULL when unknown. */

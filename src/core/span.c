@@ -34,8 +34,10 @@ const char *basalt_kind_name(basalt_kind k) {
 }
 
 bool basalt_kind_parse(const char *s, size_t len, basalt_kind *out) {
+    /* Names differ in length or first letter, so one comparison decides. */
     for (int k = 0; k < BASALT_KIND__COUNT; k++) {
-        if (strlen(kind_names[k]) == len && strncasecmp(kind_names[k], s, len) == 0) {
+        const char *n = kind_names[k];
+        if ((n[0] | 0x20) == (s[0] | 0x20) && strlen(n) == len && strncasecmp(n, s, len) == 0) {
             *out = (basalt_kind)k;
             return true;
         }
@@ -51,6 +53,10 @@ static struct {
     uint32_t exp_id, exp_name, exp_slug, should_eval, evaluators, metadata;
     uint32_t p_slug, p_version, p_tag, p_provider, p_model, p_vars, p_cache;
 } H;
+/* The same keys interned (attr_keys.c), so records need no lookup for them. */
+static struct {
+    const char *root, *trace, *in_trace, *kind, *feature_slug, *user_id, *user_name, *org_id, *org_name, *exp_id, *exp_name, *exp_slug, *should_eval, *evaluators, *metadata, *p_slug, *p_version, *p_tag, *p_provider, *p_model, *p_vars, *p_cache;
+} K;
 static pthread_once_t keys_once = PTHREAD_ONCE_INIT;
 
 static void keys_init_once(void) {
@@ -76,6 +82,28 @@ static void keys_init_once(void) {
     H.p_model = record_key_hash(BASALT_ATTR_PROMPT_MODEL_MODEL);
     H.p_vars = record_key_hash(BASALT_ATTR_PROMPT_VARIABLES);
     H.p_cache = record_key_hash(BASALT_ATTR_PROMPT_FROM_CACHE);
+    K.root = attr_key_intern(BASALT_ATTR_ROOT, H.root);
+    K.trace = attr_key_intern(BASALT_ATTR_TRACE, H.trace);
+    K.in_trace = attr_key_intern(BASALT_ATTR_IN_TRACE, H.in_trace);
+    K.kind = attr_key_intern(BASALT_ATTR_SPAN_KIND, H.kind);
+    K.feature_slug = attr_key_intern(BASALT_ATTR_FEATURE_SLUG, H.feature_slug);
+    K.user_id = attr_key_intern(BASALT_ATTR_USER_ID, H.user_id);
+    K.user_name = attr_key_intern(BASALT_ATTR_USER_NAME, H.user_name);
+    K.org_id = attr_key_intern(BASALT_ATTR_ORG_ID, H.org_id);
+    K.org_name = attr_key_intern(BASALT_ATTR_ORG_NAME, H.org_name);
+    K.exp_id = attr_key_intern(BASALT_ATTR_EXPERIMENT_ID, H.exp_id);
+    K.exp_name = attr_key_intern(BASALT_ATTR_EXPERIMENT_NAME, H.exp_name);
+    K.exp_slug = attr_key_intern(BASALT_ATTR_EXPERIMENT_FEATURE_SLUG, H.exp_slug);
+    K.should_eval = attr_key_intern(BASALT_ATTR_SHOULD_EVALUATE, H.should_eval);
+    K.evaluators = attr_key_intern(BASALT_ATTR_EVALUATORS, H.evaluators);
+    K.metadata = attr_key_intern(BASALT_ATTR_METADATA, H.metadata);
+    K.p_slug = attr_key_intern(BASALT_ATTR_PROMPT_SLUG, H.p_slug);
+    K.p_version = attr_key_intern(BASALT_ATTR_PROMPT_VERSION, H.p_version);
+    K.p_tag = attr_key_intern(BASALT_ATTR_PROMPT_TAG, H.p_tag);
+    K.p_provider = attr_key_intern(BASALT_ATTR_PROMPT_MODEL_PROVIDER, H.p_provider);
+    K.p_model = attr_key_intern(BASALT_ATTR_PROMPT_MODEL_MODEL, H.p_model);
+    K.p_vars = attr_key_intern(BASALT_ATTR_PROMPT_VARIABLES, H.p_vars);
+    K.p_cache = attr_key_intern(BASALT_ATTR_PROMPT_FROM_CACHE, H.p_cache);
 }
 
 void span_keys_init(void) {
@@ -545,35 +573,35 @@ static void materialise(basalt_span *s, record_impl *rec) {
     }
 
     if (p) {
-        push_str(rec, own, BASALT_ATTR_FEATURE_SLUG, H.feature_slug, p->feature_slug);
-        push_str(rec, own, BASALT_ATTR_USER_ID, H.user_id, s->id.user_id);
+        push_str(rec, own, K.feature_slug, H.feature_slug, p->feature_slug);
+        push_str(rec, own, K.user_id, H.user_id, s->id.user_id);
         if (s->id.user_id && s->id.user_name && s->id.user_name[0])
-            push_str(rec, own, BASALT_ATTR_USER_NAME, H.user_name, s->id.user_name);
-        push_str(rec, own, BASALT_ATTR_ORG_ID, H.org_id, s->id.org_id);
+            push_str(rec, own, K.user_name, H.user_name, s->id.user_name);
+        push_str(rec, own, K.org_id, H.org_id, s->id.org_id);
         if (s->id.org_id && s->id.org_name && s->id.org_name[0])
-            push_str(rec, own, BASALT_ATTR_ORG_NAME, H.org_name, s->id.org_name);
+            push_str(rec, own, K.org_name, H.org_name, s->id.org_name);
         if (p->has_experiment) {
-            push_str(rec, own, BASALT_ATTR_EXPERIMENT_ID, H.exp_id, p->exp.id);
+            push_str(rec, own, K.exp_id, H.exp_id, p->exp.id);
             if (p->exp.name && p->exp.name[0])
-                push_str(rec, own, BASALT_ATTR_EXPERIMENT_NAME, H.exp_name, p->exp.name);
+                push_str(rec, own, K.exp_name, H.exp_name, p->exp.name);
             if (p->exp.feature_slug && p->exp.feature_slug[0])
-                push_str(rec, own, BASALT_ATTR_EXPERIMENT_FEATURE_SLUG, H.exp_slug,
+                push_str(rec, own, K.exp_slug, H.exp_slug,
                          p->exp.feature_slug);
         }
         if (p->should_evaluate >= 0)
-            push_prop(rec, own, BASALT_ATTR_SHOULD_EVALUATE, H.should_eval,
+            push_prop(rec, own, K.should_eval, H.should_eval,
                       basalt_v_bool(p->should_evaluate == 1));
         if (p->has_prompt) {
             const basalt_prompt_attrs *pr = &p->prompt;
-            push_str(rec, own, BASALT_ATTR_PROMPT_SLUG, H.p_slug, pr->slug);
+            push_str(rec, own, K.p_slug, H.p_slug, pr->slug);
             if (pr->version && pr->version[0])
-                push_str(rec, own, BASALT_ATTR_PROMPT_VERSION, H.p_version, pr->version);
-            if (pr->tag && pr->tag[0]) push_str(rec, own, BASALT_ATTR_PROMPT_TAG, H.p_tag, pr->tag);
-            push_str(rec, own, BASALT_ATTR_PROMPT_MODEL_PROVIDER, H.p_provider, pr->provider);
-            push_str(rec, own, BASALT_ATTR_PROMPT_MODEL_MODEL, H.p_model, pr->model);
+                push_str(rec, own, K.p_version, H.p_version, pr->version);
+            if (pr->tag && pr->tag[0]) push_str(rec, own, K.p_tag, H.p_tag, pr->tag);
+            push_str(rec, own, K.p_provider, H.p_provider, pr->provider);
+            push_str(rec, own, K.p_model, H.p_model, pr->model);
             if (pr->variables_json && strcmp(pr->variables_json, "{}") != 0)
-                push_str(rec, own, BASALT_ATTR_PROMPT_VARIABLES, H.p_vars, pr->variables_json);
-            push_prop(rec, own, BASALT_ATTR_PROMPT_FROM_CACHE, H.p_cache,
+                push_str(rec, own, K.p_vars, H.p_vars, pr->variables_json);
+            push_prop(rec, own, K.p_cache, H.p_cache,
                       basalt_v_bool(pr->from_cache));
         }
     }
@@ -591,20 +619,20 @@ static void materialise(basalt_span *s, record_impl *rec) {
                 const char *c = record_strdup(rec, u[i], strlen(u[i])); /* copied: see push_str */
                 vals[i] = basalt_v_strn(c ? c : "", c ? strlen(c) : 0);
             }
-            push_prop(rec, own, BASALT_ATTR_EVALUATORS, H.evaluators, basalt_v_array(vals, n));
+            push_prop(rec, own, K.evaluators, H.evaluators, basalt_v_array(vals, n));
         }
     }
     /* Markers. A plain span is marked only as being inside a Basalt trace
      * (semantics 5.4 A), and carries no Basalt kind. */
     if (s->raw) {
-        if (p && p->in_trace) push_prop(rec, own, BASALT_ATTR_IN_TRACE, H.in_trace, basalt_v_bool(true));
+        if (p && p->in_trace) push_prop(rec, own, K.in_trace, H.in_trace, basalt_v_bool(true));
         return;
     }
-    if (s->is_root) push_prop(rec, own, BASALT_ATTR_ROOT, H.root, basalt_v_bool(true));
-    if (!s->is_root) push_prop(rec, own, BASALT_ATTR_TRACE, H.trace, basalt_v_bool(true));
-    push_prop(rec, own, BASALT_ATTR_IN_TRACE, H.in_trace, basalt_v_bool(true));
+    if (s->is_root) push_prop(rec, own, K.root, H.root, basalt_v_bool(true));
+    if (!s->is_root) push_prop(rec, own, K.trace, H.trace, basalt_v_bool(true));
+    push_prop(rec, own, K.in_trace, H.in_trace, basalt_v_bool(true));
     const char *kn = kind_names[s->kind];
-    push_prop(rec, own, BASALT_ATTR_SPAN_KIND, H.kind, basalt_v_strn(kn, strlen(kn)));
+    push_prop(rec, own, K.kind, H.kind, basalt_v_strn(kn, strlen(kn)));
 }
 
 void basalt_span_end(basalt_span *s, uint64_t end_ns) {

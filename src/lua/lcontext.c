@@ -5,6 +5,7 @@
 
 #include "basalt/propagation.h"
 
+#include <stdatomic.h>
 #include <string.h>
 #include <strings.h>
 
@@ -13,14 +14,40 @@ static const char FLOWS_KEY = 'f';
 
 /* ---- flows ------------------------------------------------------------------- */
 
+static lb_flow *lb_flow_lookup(lua_State *L);
+
+/* The last flow looked up, per OS thread (thread-local: no lock): most calls
+ * come from the coroutine that made the previous one. An entry is valid while
+ * no flow has been collected since it was filled (flow_gc bumps flow_epoch,
+ * process-wide, atomic). A flow holds its coroutine (uservalue 1) until the
+ * flow itself is finalized, so a cached coroutine address cannot be reused by
+ * a new coroutine while its entry is still valid. */
+static _Atomic unsigned long flow_epoch = 1;
+static _Thread_local struct {
+    lua_State *L;
+    lb_flow *flow;
+    unsigned long epoch;
+} flow_cache;
+
 static int flow_gc(lua_State *L) {
     lb_flow *f = lua_touserdata(L, 1);
+    atomic_fetch_add_explicit(&flow_epoch, 1, memory_order_relaxed);
     basalt_ctx_release(f->cur);
     f->cur = NULL;
     return 0;
 }
 
 lb_flow *lb_flow_get(lua_State *L) {
+    unsigned long epoch = atomic_load_explicit(&flow_epoch, memory_order_relaxed);
+    if (flow_cache.L == L && flow_cache.epoch == epoch) return flow_cache.flow;
+    lb_flow *f = lb_flow_lookup(L);
+    flow_cache.L = L;
+    flow_cache.flow = f;
+    flow_cache.epoch = epoch;
+    return f;
+}
+
+static lb_flow *lb_flow_lookup(lua_State *L) {
     lua_rawgetp(L, LUA_REGISTRYINDEX, &FLOWS_KEY);
     lua_pushthread(L);
     if (lua_rawget(L, -2) == LUA_TUSERDATA) {
@@ -29,9 +56,11 @@ lb_flow *lb_flow_get(lua_State *L) {
         return f;
     }
     lua_pop(L, 1);
-    lb_flow *f = lua_newuserdatauv(L, sizeof *f, 2); /* uservalues: last error, traceback */
+    lb_flow *f = lua_newuserdatauv(L, sizeof *f, 1); /* uservalue: the coroutine (see cache) */
     f->cur = NULL;
     luaL_setmetatable(L, LB_FLOW_MT);
+    lua_pushthread(L);
+    lua_setiuservalue(L, -2, 1);
     lua_pushthread(L);
     lua_pushvalue(L, -2);
     lua_rawset(L, -4);
