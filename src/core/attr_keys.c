@@ -9,6 +9,8 @@
 #include "basalt/otlp_json.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const known[] = {
@@ -134,4 +136,47 @@ const char *attr_key_fragment(const char *key, size_t *len) {
     if (table[i].s != key || fragment_len[i] == 0) return NULL;
     *len = fragment_len[i];
     return fragments[i];
+}
+
+/* ---- instrumentation scope names ------------------------------------------------ */
+
+/* Scope names and versions of tracers, kept for the life of the process so that
+ * records point at one copy (the encoder groups spans by pointer equality
+ * first). Few distinct values exist; past SCOPES_MAX, callers copy. Guarded by
+ * scopes_lock; entries are never removed or changed once published. */
+#define SCOPES_MAX 128
+static pthread_mutex_t scopes_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *scopes[SCOPES_MAX];
+static _Atomic size_t nscopes; /* published with release after the entry is set */
+
+const char *attr_intern_scope(const char *s) {
+    if (s == NULL) return NULL;
+    /* Lock-free first: the caller usually passes an interned pointer back. */
+    size_t n_pub = atomic_load_explicit(&nscopes, memory_order_acquire);
+    for (size_t i = 0; i < n_pub; i++)
+        if (scopes[i] == s) return s;
+    const char *found = NULL;
+    pthread_mutex_lock(&scopes_lock);
+    for (size_t i = 0; i < nscopes && !found; i++)
+        if (strcmp(scopes[i], s) == 0) found = scopes[i];
+    if (!found && nscopes < SCOPES_MAX) {
+        size_t n = strlen(s);
+        basalt_buf fixed = {0};
+        const char *src = s;
+        if (!basalt_utf8_repair(s, n, &fixed)) {
+            src = fixed.data;
+            n = fixed.len;
+        }
+        char *copy = malloc(n + 1);
+        if (copy) {
+            memcpy(copy, src, n);
+            copy[n] = '\0';
+            scopes[nscopes] = copy;
+            atomic_store_explicit(&nscopes, nscopes + 1, memory_order_release);
+            found = copy;
+        }
+        basalt_buf_free(&fixed);
+    }
+    pthread_mutex_unlock(&scopes_lock);
+    return found;
 }

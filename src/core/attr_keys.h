@@ -21,4 +21,8 @@ const char *attr_key_intern(const char *key, uint32_t hash);
 /* For an interned key: its `{"key":"...","value":` JSON fragment; else NULL. */
 const char *attr_key_fragment(const char *key, size_t *len);
 
+/* A process-lifetime copy of an instrumentation scope name or version (one
+ * per distinct value), or NULL when the table is full (then copy it). */
+const char *attr_intern_scope(const char *s);
+
 #endif

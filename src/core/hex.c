@@ -1,12 +1,27 @@
 /* Lowercase hex encoding of ids. */
 #include "basalt/record.h"
 
-void basalt_hex_encode(const uint8_t *bytes, size_t n, char *out) {
+#include <pthread.h>
+#include <string.h>
+
+/* Two characters per byte from one table (written once, then read-only). */
+static char pairs[512];
+static pthread_once_t pairs_once = PTHREAD_ONCE_INIT;
+
+static void pairs_init(void) {
     static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[bytes[i] >> 4];
-        out[2 * i + 1] = digits[bytes[i] & 15];
+    for (int b = 0; b < 256; b++) {
+        pairs[2 * b] = digits[b >> 4];
+        pairs[2 * b + 1] = digits[b & 15];
     }
+}
+
+__attribute__((constructor)) static void pairs_at_load(void) {
+    pthread_once(&pairs_once, pairs_init);
+}
+
+void basalt_hex_encode(const uint8_t *bytes, size_t n, char *out) {
+    for (size_t i = 0; i < n; i++) memcpy(out + 2 * i, pairs + 2 * bytes[i], 2);
     out[2 * n] = '\0';
 }
 

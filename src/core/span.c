@@ -480,9 +480,12 @@ basalt_span *basalt_raw_span_start(const basalt_raw_span_opts *o, basalt_ctx **c
     record_impl *rec = s->rec;
     rec->pub.kind = o->kind == BASALT_OTEL_UNSPECIFIED ? BASALT_OTEL_INTERNAL : o->kind;
     if (o->scope_name) {
-        rec->pub.scope_name = record_strdup(rec, o->scope_name, strlen(o->scope_name));
+        const char *name = attr_intern_scope(o->scope_name);
+        const char *ver = o->scope_version ? attr_intern_scope(o->scope_version) : NULL;
+        rec->pub.scope_name = name ? name : record_strdup(rec, o->scope_name, strlen(o->scope_name));
         rec->pub.scope_version =
-            o->scope_version ? record_strdup(rec, o->scope_version, strlen(o->scope_version)) : NULL;
+            ver || !o->scope_version ? ver
+                                     : record_strdup(rec, o->scope_version, strlen(o->scope_version));
     }
     link_parent(s, parent);
     ctx_init_embedded(s, prop_retain(parent_ctx ? parent_ctx->p : NULL));
@@ -491,6 +494,10 @@ basalt_span *basalt_raw_span_start(const basalt_raw_span_opts *o, basalt_ctx **c
     pipeline_on_start(pl);
     if (ctx_out) *ctx_out = basalt_ctx_retain(&s->ctx);
     return s;
+}
+
+const char *basalt_scope_intern(const char *s) {
+    return attr_intern_scope(s);
 }
 
 basalt_ctx *basalt_span_context(basalt_span *s) {

@@ -33,6 +33,10 @@ static int l_tracer(lua_State *L) {
         t->version = lua_tostring(L, -1);
         lua_setiuservalue(L, -2, 2);
     }
+    /* Interned copies (one per distinct value) spare spans a copy each. */
+    const char *in = basalt_scope_intern(t->name);
+    if (in) t->name = in;
+    if (t->version && (in = basalt_scope_intern(t->version)) != NULL) t->version = in;
     luaL_setmetatable(L, LB_TRACER_MT);
     return 1;
 }

@@ -117,6 +117,10 @@ typedef struct basalt_raw_span_opts {
  * context with the span current. */
 BASALT_API basalt_span *basalt_raw_span_start(const basalt_raw_span_opts *opts,
                                               basalt_ctx **ctx_out, basalt_error *err);
+/* A process-lifetime copy of a scope name or version, the same pointer for the
+ * same text (tracers pass it in basalt_raw_span_opts to skip a copy per span);
+ * NULL when too many distinct values exist. */
+BASALT_API const char *basalt_scope_intern(const char *s);
 /* The context in which s is the current span (a new reference). */
 BASALT_API basalt_ctx *basalt_span_context(basalt_span *s);
 
