@@ -191,21 +191,54 @@ static int l_memory_exporter(lua_State *L) {
 
 /* ---- init{ exporters = ... } -------------------------------------------------------------- */
 
+/* Pushes the "name: value" lines of an exporter's headers table (at h): a
+ * NULL-terminated array in a userdata, the strings anchored in a table above it
+ * (any number of headers in constant stack space). Returns the array. */
+static const char **header_lines(lua_State *L, int h) {
+    size_t n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, h)) {
+        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "bad argument #1 to 'init' (exporter headers must map strings to "
+                          "strings)");
+        n++;
+        lua_pop(L, 1);
+    }
+    const char **lines = lua_newuserdatauv(L, (n + 1) * sizeof *lines, 0);
+    lua_createtable(L, (int)n, 0);
+    int anchor = lua_gettop(L);
+    size_t i = 0;
+    lua_pushnil(L);
+    while (i < n && lua_next(L, h)) {
+        lines[i] = lua_pushfstring(L, "%s: %s", lua_tostring(L, -2), lua_tostring(L, -1));
+        lua_rawseti(L, anchor, (lua_Integer)++i); /* the anchor keeps the string alive */
+        lua_pop(L, 1);
+    }
+    lines[i] = NULL;
+    return lines;
+}
+
 static basalt_exporter *otlp_from_table(lua_State *L, int t, const char *api_key) {
     basalt_otlp_config oc = {0};
     oc.api_key = api_key;
-    lua_getfield(L, t, "endpoint");
-    if (!lua_isnil(L, -1)) oc.endpoint = luaL_checkstring(L, -1);
+    int ty = lua_getfield(L, t, "endpoint");
+    if (ty != LUA_TNIL) {
+        if (ty != LUA_TSTRING)
+            luaL_error(L, "bad argument #1 to 'init' (exporter endpoint must be a string, got %s)",
+                       luaL_typename(L, -1));
+        oc.endpoint = lua_tostring(L, -1);
+    }
     lua_getfield(L, t, "timeout_ms");
     if (!lua_isnil(L, -1)) {
-        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) <= 0)
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) <= 0 ||
+            lua_tointeger(L, -1) > 0x7fffffff)
             luaL_error(L, "bad argument #1 to 'init' (exporter timeout_ms must be a positive "
                           "integer)");
         oc.timeout_ms = (uint32_t)lua_tointeger(L, -1);
     }
     lua_getfield(L, t, "compression");
     if (!lua_isnil(L, -1)) {
-        const char *c = lua_tostring(L, -1);
+        const char *c = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
         if (c && strcmp(c, "gzip") == 0)
             oc.compression = 2;
         else if (c && strcmp(c, "none") == 0)
@@ -213,29 +246,13 @@ static basalt_exporter *otlp_from_table(lua_State *L, int t, const char *api_key
         else
             luaL_error(L, "bad argument #1 to 'init' (compression must be \"gzip\" or \"none\")");
     }
-    /* headers = { name = value }: "name: value" lines kept alive on the stack. */
-    const char *lines[33];
-    size_t nl = 0;
-    lua_getfield(L, t, "headers");
-    int h = lua_gettop(L);
-    if (!lua_isnil(L, h)) {
-        luaL_checktype(L, h, LUA_TTABLE);
-        lua_pushnil(L);
-        while (lua_next(L, h)) {
-            if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
-                luaL_error(L, "bad argument #1 to 'init' (exporter headers must map strings to "
-                              "strings)");
-            if (nl < 32) {
-                lua_pushfstring(L, "%s: %s", lua_tostring(L, -2), lua_tostring(L, -1));
-                lua_insert(L, h); /* keep the line below the iteration */
-                h++;
-                lines[nl++] = lua_tostring(L, h - 1);
-            }
-            lua_pop(L, 1);
-        }
+    int h = lua_getfield(L, t, "headers");
+    if (h != LUA_TNIL) {
+        if (h != LUA_TTABLE)
+            luaL_error(L, "bad argument #1 to 'init' (exporter headers must be a table, got %s)",
+                       luaL_typename(L, -1));
+        oc.headers = header_lines(L, lua_gettop(L));
     }
-    lines[nl] = NULL;
-    oc.headers = nl ? lines : NULL;
     return basalt_otlp_exporter_new(&oc);
 }
 
@@ -249,6 +266,7 @@ static void push_owned(lua_State *L, basalt_exporter *e) {
 /* One entry of the exporters list; NULL (logged) when it cannot be built. */
 static basalt_exporter *exporter_entry(lua_State *L, int idx, const char *api_key) {
     int top = lua_gettop(L);
+    luaL_checkstack(L, 12, "parsing an exporter"); /* fields, header lines, iteration */
     basalt_exporter *e = NULL;
     basalt_exporter *mem = lb_test_exporter(L, idx);
     if (mem) {
@@ -301,7 +319,9 @@ size_t lb_parse_exporters(lua_State *L, int idx, const char *api_key, basalt_exp
     int single = lb_test_exporter(L, idx) || lua_type(L, idx) == LUA_TSTRING ||
                  (lua_istable(L, idx) && lua_getfield(L, idx, "type") != LUA_TNIL);
     if (lua_gettop(L) > owned) lua_pop(L, 1);
-    if (!single) luaL_checktype(L, idx, LUA_TTABLE);
+    if (!single && !lua_istable(L, idx))
+        luaL_error(L, "bad argument #1 to 'init' (field 'exporters' must be a list, got %s)",
+                   luaL_typename(L, idx));
     lua_Integer len = single ? 1 : (lua_Integer)lua_rawlen(L, idx);
     for (lua_Integer i = 1; i <= len; i++) {
         if (single)
