@@ -331,6 +331,10 @@ static bool batch_flush(basalt_processor *p, uint32_t timeout_ms) {
     return ok;
 }
 
+/* How long shutdown waits, past its deadline, for an aborted export to stop
+ * (the HTTP transport checks the abort flag every 20 ms). */
+#define ABORT_GRACE_MS 100
+
 static bool batch_shutdown(basalt_processor *p, uint32_t timeout_ms) {
     batch_processor *b = (batch_processor *)p;
     uint64_t deadline = basalt_monotonic_ns() + (uint64_t)timeout_ms * NS_PER_MS;
@@ -344,9 +348,16 @@ static bool batch_shutdown(basalt_processor *p, uint32_t timeout_ms) {
     while (!b->exited && wait_until(&b->done_cv, &b->lock, deadline)) {
     }
     bool ok = b->exited;
+    if (!ok) {
+        /* Past the deadline: make a hanging exporter give up in-flight work now,
+         * and give the worker a moment to stop and count what it abandons, so
+         * the counters read right after shutdown are final. */
+        atomic_store_explicit(&p->exporter->abort, true, memory_order_release);
+        uint64_t grace = basalt_monotonic_ns() + (uint64_t)ABORT_GRACE_MS * NS_PER_MS;
+        while (!b->exited && wait_until(&b->done_cv, &b->lock, grace)) {
+        }
+    }
     pthread_mutex_unlock(&b->lock);
-    /* Past the deadline: make a hanging exporter give up in-flight work now. */
-    if (!ok) atomic_store_explicit(&p->exporter->abort, true, memory_order_release);
     return ok;
 }
 

@@ -381,8 +381,10 @@ static void atfork_child(void) {
     pthread_mutex_unlock(&rt_lock);
 }
 
+/* Normal process exit flushes, bounded so that a dead collector cannot hold
+ * the exit for long. */
 static void at_exit(void) {
-    basalt_shutdown(5000);
+    basalt_shutdown(2000);
 }
 
 static void install_hooks(void) {

@@ -311,6 +311,9 @@ static int l_init(lua_State *L) {
         cfg.nexporters = lb_parse_exporters(L, -1, key, exps, MAX_CFG_EXPORTERS);
         cfg.exporters = exps;
         cfg.exporters_set = true; /* the owning table stays on the stack */
+        if (cfg.nexporters == 0)
+            basalt_log_once(BASALT_LOG_WARN, "init: the exporters list is empty: spans are "
+                                             "recorded and discarded");
     }
     warn_unknown_fields(L, opts);
 
@@ -391,10 +394,13 @@ static int l_shutdown(lua_State *L) {
     return 2;
 }
 
+/* Bounded so that a program whose collector is down still exits promptly. */
+#define CLOSE_FLUSH_MS 2000
+
 /* Closing the state flushes what it produced (the runtime itself is
  * process-wide and may serve other states, so it is not shut down here). */
 static int sentinel_gc(lua_State *L) {
-    if (basalt_is_enabled()) basalt_force_flush(5000);
+    if (basalt_is_enabled()) basalt_force_flush(CLOSE_FLUSH_MS);
     lua_State *m = main_thread(L);
     pthread_mutex_lock(&q.lock);
     int mine = q.owner == m;

@@ -72,18 +72,6 @@ local function check_clean(c)
   T.eq(c.accepted + c.injected, c.requests, "every request accepted (but injected faults)")
 end
 
--- A check of behaviour the runtime gets wrong today (see the failure text):
--- reported on stderr without failing the run, and "now passes" once fixed, so
--- that the marker can be removed and the check made a plain assertion.
-local function known_bug(what, fn)
-  local ok, err = pcall(fn)
-  if ok then
-    io.stderr:write("  KNOWN BUG NOW PASSES (make it a plain assertion): ", what, "\n")
-  else
-    io.stderr:write("  KNOWN BUG (not failing the run): ", what, "\n    ", tostring(err), "\n")
-  end
-end
-
 local function quiet_logger(store)
   return function(level, msg) store[#store + 1] = level .. ": " .. msg end
 end
@@ -376,12 +364,9 @@ T.test("a hanging collector: force_flush and shutdown(1000) return by their dead
   T.eq(st.spans_started, 60)
   -- Spans in flight or still queued at the deadline must show up as failed;
   -- shutdown takes its counters before the aborted worker has counted them.
-  known_bug("spans abandoned at the shutdown deadline are counted in shutdown's stats",
-    function()
-      T.eq(st.spans_dropped + st.exporters[1].spans_failed, 60,
-        "every span accounted for: " .. T.dump(st))
-      T.eq(st.queue_size, 0, "nothing left queued after shutdown")
-    end)
+  -- Spans abandoned at the shutdown deadline are counted in shutdown's stats.
+  T.eq(st.spans_dropped + st.exporters[1].spans_failed, 60, "every span accounted for: " .. T.dump(st))
+  T.eq(st.queue_size, 0, "nothing left queued after shutdown")
   s:stop()
   s:remove()
 end)

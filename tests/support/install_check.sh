@@ -7,15 +7,18 @@ build="$1"
 prefix=$(mktemp -d)
 trap 'rm -rf "$prefix"' EXIT
 cmake --install "$build" --prefix "$prefix" >/dev/null
-lua=$(command -v lua5.4 || true)
+# A sanitizer build needs an instrumented interpreter and C flags to match.
+lua="${BASALT_INSTALL_LUA:-$(command -v lua5.4 || true)}"
 [ -n "$lua" ] || lua="$BASALT_HOST"
-LUA_PATH="$prefix/share/lua/5.4/?.lua" LUA_CPATH="$prefix/lib/lua/5.4/?.so" "$lua" -e '
-  local basalt = require("basalt")
-  local mem = basalt.memory_exporter()
-  basalt.init { exporters = { mem } }
-  basalt.start_observe({ name = "installed", feature_slug = "f" }, function() end)
-  assert(mem:find("installed"), "span recorded by the installed module")
-  print("lua ok", basalt.version)'
+cat > "$prefix/check.lua" <<'LUA'
+local basalt = require("basalt")
+local mem = basalt.memory_exporter()
+basalt.init { exporters = { mem } }
+basalt.start_observe({ name = "installed", feature_slug = "f" }, function() end)
+assert(mem:find("installed"), "span recorded by the installed module")
+print("lua ok", basalt.version)
+LUA
+LUA_PATH="$prefix/share/lua/5.4/?.lua" LUA_CPATH="$prefix/lib/lua/5.4/?.so" "$lua" "$prefix/check.lua"
 cat > "$prefix/host.c" <<'C'
 #include <basalt/runtime.h>
 #include <stdio.h>
@@ -24,6 +27,6 @@ int main(void) {
     return 0;
 }
 C
-PKG_CONFIG_PATH="$prefix/lib/pkgconfig" cc "$prefix/host.c" -o "$prefix/host" \
+PKG_CONFIG_PATH="$prefix/lib/pkgconfig" cc ${BASALT_INSTALL_CFLAGS:-} "$prefix/host.c" -o "$prefix/host" \
   $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs basalt) -Wl,-rpath,"$prefix/lib"
 "$prefix/host"
