@@ -5,6 +5,7 @@
  * needs no lock. The API key is only ever put in the authorization header: log
  * lines are scrubbed of it. */
 #include "basalt/exporter.h"
+#include "text.h"
 #include "basalt/http.h"
 #include "basalt/otlp_json.h"
 
@@ -101,30 +102,6 @@ static void log_scrubbed(const otlp_exporter *o, basalt_log_level level, const c
     basalt_log(level, "%s", out);
 }
 
-/* Percent-decodes s in place (W3C baggage format of OTEL_EXPORTER_OTLP_HEADERS). */
-static void percent_decode(char *s) {
-    char *w = s;
-    for (char *r = s; *r; r++) {
-        if (r[0] == '%' && isxdigit((unsigned char)r[1]) && isxdigit((unsigned char)r[2])) {
-            char hex[3] = {r[1], r[2], 0};
-            *w++ = (char)strtol(hex, NULL, 16);
-            r += 2;
-        } else {
-            *w++ = *r;
-        }
-    }
-    *w = '\0';
-}
-
-static char *trim(char *s) {
-    while (isspace((unsigned char)*s))
-        s++;
-    size_t n = strlen(s);
-    while (n && isspace((unsigned char)s[n - 1]))
-        s[--n] = '\0';
-    return s;
-}
-
 /* ---- headers -------------------------------------------------------------------- */
 
 typedef struct header_list {
@@ -193,8 +170,8 @@ static bool add_env_headers(header_list *h, const char *var) {
         char *eq = strchr(item, '=');
         if (eq == NULL) continue; /* not a pair: ignored, as the OTel SDKs do */
         *eq = '\0';
-        char *name = trim(item), *value = trim(eq + 1);
-        percent_decode(value);
+        char *name = text_trim(item), *value = text_trim(eq + 1);
+        text_percent_decode(value);
         if (*name == '\0') continue;
         ok = add_header(h, name, strlen(name), value, var);
     }

@@ -3,6 +3,7 @@
 #include "engine.h"
 
 #include "basalt/attrs.h"
+#include "text.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -143,27 +144,6 @@ static const char *arena_str(pipeline *pl, const char *s) {
     return s ? record_strdup(pl->arena, s, strlen(s)) : NULL;
 }
 
-/* Percent-decodes s in place (OTEL_RESOURCE_ATTRIBUTES values). */
-static void percent_decode(char *s) {
-    char *w = s;
-    for (char *r = s; *r; r++) {
-        if (r[0] == '%' && isxdigit((unsigned char)r[1]) && isxdigit((unsigned char)r[2])) {
-            char hex[3] = {r[1], r[2], 0};
-            *w++ = (char)strtol(hex, NULL, 16);
-            r += 2;
-        } else {
-            *w++ = *r;
-        }
-    }
-    *w = '\0';
-}
-
-static void trim_inplace(char **s) {
-    while (**s && isspace((unsigned char)**s)) (*s)++;
-    size_t n = strlen(*s);
-    while (n && isspace((unsigned char)(*s)[n - 1])) (*s)[--n] = '\0';
-}
-
 /* Sets key in the resource list (later calls win). */
 static void res_set(pipeline *pl, size_t *n, const char *key, basalt_value v) {
     for (size_t i = 0; i < *n; i++) {
@@ -193,9 +173,9 @@ static bool build_resource(pipeline *pl, const basalt_config *cfg) {
             if (eq == NULL) continue;
             *eq = '\0';
             char *k = item, *v = eq + 1;
-            trim_inplace(&k);
-            trim_inplace(&v);
-            percent_decode(v);
+            k = text_trim(k);
+            v = text_trim(v);
+            text_percent_decode(v);
             if (*k) res_set(pl, &n, k, basalt_v_str(v));
         }
         free(copy);
