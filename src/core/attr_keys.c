@@ -96,7 +96,8 @@ static void build(void) {
         if (n >= ATTR_KEY_SLOT) continue; /* never interned */
         memcpy(table[i].s, known[i], n + 1);
         uint32_t h = record_key_hash(known[i]) % NSLOTS;
-        while (slots[h]) h = (h + 1) % NSLOTS;
+        while (slots[h])
+            h = (h + 1) % NSLOTS;
         slots[h] = (unsigned char)(i + 1);
         basalt_buf b = {0};
         basalt_buf_puts(&b, "{\"key\":");

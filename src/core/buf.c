@@ -13,7 +13,8 @@ bool basalt_buf_reserve(basalt_buf *b, size_t extra) {
     size_t need = b->len + extra + 1;
     if (need < b->len) return false;
     size_t cap = b->cap ? b->cap : 256;
-    while (cap < need) cap *= 2;
+    while (cap < need)
+        cap *= 2;
     char *p = realloc(b->data, cap);
     if (p == NULL) return false;
     b->data = p;

@@ -35,8 +35,10 @@ const char *prop_intern(prop *p, const char *s, bool trim) {
     if (s == NULL) return NULL;
     size_t len = strlen(s);
     if (trim) {
-        while (len && isspace((unsigned char)*s)) s++, len--;
-        while (len && isspace((unsigned char)s[len - 1])) len--;
+        while (len && isspace((unsigned char)*s))
+            s++, len--;
+        while (len && isspace((unsigned char)s[len - 1]))
+            len--;
     }
     basalt_buf fixed = {0};
     if (!basalt_utf8_repair(s, len, &fixed)) {
@@ -182,7 +184,8 @@ static dyn_ident *dyn_new(const basalt_identity *id) {
     const char *f[4] = {id->user_id, id->user_id ? id->user_name : NULL, id->org_id,
                         id->org_id ? id->org_name : NULL};
     size_t total = 0;
-    for (int i = 0; i < 4; i++) total += f[i] ? strlen(f[i]) + 1 : 0;
+    for (int i = 0; i < 4; i++)
+        total += f[i] ? strlen(f[i]) + 1 : 0;
     dyn_ident *d = calloc(1, sizeof *d);
     if (d == NULL) return NULL;
     d->storage = malloc(total ? total : 1);
@@ -228,7 +231,8 @@ void basalt_set_dynamic_identity(const basalt_ctx *c, const basalt_identity *id)
     }
     pthread_mutex_unlock(&s->lock);
     trace_scope *outer = s;
-    while (outer->parent) outer = outer->parent;
+    while (outer->parent)
+        outer = outer->parent;
     pthread_mutex_lock(&outer->lock);
     basalt_span *root = outer->root != c->span ? span_retain_if_alive(outer->root) : NULL;
     pthread_mutex_unlock(&outer->lock);
@@ -286,7 +290,8 @@ basalt_span *basalt_ctx_root_span(const basalt_ctx *c) {
     if (c == NULL || c->p == NULL || c->p->scope == NULL) return NULL;
     /* The root is the outermost scope's root. */
     trace_scope *s = c->p->scope;
-    while (s->parent) s = s->parent;
+    while (s->parent)
+        s = s->parent;
     pthread_mutex_lock(&s->lock);
     basalt_span *r = span_retain_if_alive(s->root);
     pthread_mutex_unlock(&s->lock);
@@ -353,8 +358,10 @@ basalt_ctx *basalt_ctx_with_evaluators(const basalt_ctx *parent, const char *con
         const char *s = slugs[i];
         if (s == NULL) continue;
         size_t len = strlen(s);
-        while (len && isspace((unsigned char)*s)) s++, len--;
-        while (len && isspace((unsigned char)s[len - 1])) len--;
+        while (len && isspace((unsigned char)*s))
+            s++, len--;
+        while (len && isspace((unsigned char)s[len - 1]))
+            len--;
         if (!eval_is_new(list, p->nevaluators, s, len)) continue;
         char tmp[256];
         if (len >= sizeof tmp) len = sizeof tmp - 1;
@@ -432,8 +439,8 @@ basalt_ctx *basalt_ctx_remote(const uint8_t trace_id[16], const uint8_t span_id[
     return c;
 }
 
-bool basalt_ctx_w3c(const basalt_ctx *c, uint8_t trace_id[16], uint8_t span_id[8],
-                    uint8_t *flags, const char **tracestate, const char **baggage) {
+bool basalt_ctx_w3c(const basalt_ctx *c, uint8_t trace_id[16], uint8_t span_id[8], uint8_t *flags,
+                    const char **tracestate, const char **baggage) {
     if (c == NULL || c->span == NULL) return false;
     memcpy(trace_id, c->span->trace_id, 16);
     memcpy(span_id, c->span->span_id, 8);

@@ -52,8 +52,8 @@ typedef struct trace_scope {
  * them. Strings point into this prop's storage or a base prop's. */
 typedef struct prop {
     _Atomic int rc;
-    struct prop *base;   /* keeps borrowed strings alive (ref) */
-    trace_scope *scope;  /* ref; NULL outside a Basalt trace */
+    struct prop *base;  /* keeps borrowed strings alive (ref) */
+    trace_scope *scope; /* ref; NULL outside a Basalt trace */
     bool in_trace;
     const char *feature_slug;
     ident id;
@@ -70,10 +70,10 @@ typedef struct prop {
 } prop;
 
 struct basalt_ctx {
-    _Atomic int rc;      /* standalone contexts only */
-    basalt_span *owner;  /* non-NULL: embedded in this span, which owns the refcount */
-    basalt_span *span;   /* current span (== owner when embedded; else a ref or NULL) */
-    prop *p;             /* ref or NULL */
+    _Atomic int rc;     /* standalone contexts only */
+    basalt_span *owner; /* non-NULL: embedded in this span, which owns the refcount */
+    basalt_span *span;  /* current span (== owner when embedded; else a ref or NULL) */
+    prop *p;            /* ref or NULL */
 };
 
 /* The process-wide pipeline of one init: immutable config plus processors. */
@@ -91,9 +91,9 @@ struct basalt_span {
     bool raw; /* a plain OpenTelemetry span (tracer API): no Basalt markers */
     basalt_kind kind;
     uint8_t trace_id[16], span_id[8];
-    record_impl *rec; /* NULL for remote stubs and after end */
-    pipeline *pl;     /* ref; NULL for remote stubs */
-    basalt_ctx ctx;   /* the context current while this span runs */
+    record_impl *rec;     /* NULL for remote stubs and after end */
+    pipeline *pl;         /* ref; NULL for remote stubs */
+    basalt_ctx ctx;       /* the context current while this span runs */
     trace_scope *root_of; /* this span is the (weak) root of that scope */
     const char **own_evals;
     uint32_t n_own_evals, cap_own_evals;

@@ -22,7 +22,8 @@ static basalt_export_result mem_export(basalt_exporter *e, const basalt_resource
     pthread_mutex_lock(&m->lock);
     if (m->n + n > m->cap) {
         size_t cap = m->cap ? m->cap * 2 : 64;
-        while (cap < m->n + n) cap *= 2;
+        while (cap < m->n + n)
+            cap *= 2;
         const basalt_span_record **p = realloc(m->recs, sizeof *p * cap);
         if (p == NULL) {
             pthread_mutex_unlock(&m->lock);
@@ -42,7 +43,8 @@ static basalt_export_result mem_export(basalt_exporter *e, const basalt_resource
 void basalt_memory_exporter_clear(basalt_exporter *e) {
     memory_exporter *m = (memory_exporter *)e;
     pthread_mutex_lock(&m->lock);
-    for (size_t i = 0; i < m->n; i++) basalt_record_release(m->recs[i]);
+    for (size_t i = 0; i < m->n; i++)
+        basalt_record_release(m->recs[i]);
     m->n = 0;
     pthread_mutex_unlock(&m->lock);
 }

@@ -21,7 +21,8 @@ __attribute__((constructor)) static void pairs_at_load(void) {
 }
 
 void basalt_hex_encode(const uint8_t *bytes, size_t n, char *out) {
-    for (size_t i = 0; i < n; i++) memcpy(out + 2 * i, pairs + 2 * bytes[i], 2);
+    for (size_t i = 0; i < n; i++)
+        memcpy(out + 2 * i, pairs + 2 * bytes[i], 2);
     out[2 * n] = '\0';
 }
 

@@ -54,7 +54,8 @@ static void seed(rng *r, unsigned gen) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         x ^= (uint64_t)ts.tv_nsec << 17;
-        for (int i = 0; i < 4; i++) s[i] ^= splitmix(&x);
+        for (int i = 0; i < 4; i++)
+            s[i] ^= splitmix(&x);
     }
     if ((s[0] | s[1] | s[2] | s[3]) == 0) s[0] = 1;
     memcpy(r->s, s, sizeof s);
@@ -96,7 +97,8 @@ void basalt_new_trace_id(uint8_t out[16]) {
 
 void basalt_new_span_id(uint8_t out[8]) {
     uint64_t a;
-    do a = next();
+    do
+        a = next();
     while (a == 0);
     memcpy(out, &a, 8);
 }

@@ -27,10 +27,14 @@ void basalt_set_logger(basalt_log_fn fn, void *ud) {
 
 static const char *level_name(basalt_log_level level) {
     switch (level) {
-    case BASALT_LOG_DEBUG: return "debug";
-    case BASALT_LOG_INFO: return "info";
-    case BASALT_LOG_WARN: return "warn";
-    default: return "error";
+    case BASALT_LOG_DEBUG:
+        return "debug";
+    case BASALT_LOG_INFO:
+        return "info";
+    case BASALT_LOG_WARN:
+        return "warn";
+    default:
+        return "error";
     }
 }
 
@@ -57,7 +61,8 @@ void basalt_log(basalt_log_level level, const char *fmt, ...) {
 
 static uint64_t fnv1a(const char *s) {
     uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
     return h ? h : 1;
 }
 

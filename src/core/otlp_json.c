@@ -40,8 +40,8 @@ static bool put_str(basalt_buf *b, const char *s, size_t len) {
     while (i + 8 <= len) {
         uint64_t w;
         memcpy(&w, u + i, 8);
-        uint64_t ctrl = (w - ones * 0x20) & ~w;           /* bytes < 0x20 */
-        uint64_t del = (w + ones * 0x01) & highs;         /* bytes >= 0x7f */
+        uint64_t ctrl = (w - ones * 0x20) & ~w;   /* bytes < 0x20 */
+        uint64_t del = (w + ones * 0x01) & highs; /* bytes >= 0x7f */
         uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
         uint64_t zq = (q - ones) & ~q, zb = (bs - ones) & ~bs;
         if (((ctrl | zq | zb) & highs) | del | (w & highs)) break;

@@ -75,7 +75,8 @@ static bool sync_flush(basalt_processor *p, uint32_t timeout_ms) {
     basalt_exporter *e = p->exporter;
     bool ok = true;
     pthread_mutex_lock(&s->lock);
-    if (e->ops->flush) ok = e->ops->flush(e, basalt_monotonic_ns() + (uint64_t)timeout_ms * 1000000u);
+    if (e->ops->flush)
+        ok = e->ops->flush(e, basalt_monotonic_ns() + (uint64_t)timeout_ms * 1000000u);
     pthread_mutex_unlock(&s->lock);
     return ok;
 }

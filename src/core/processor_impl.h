@@ -19,8 +19,8 @@ typedef struct basalt_processor_ops {
 /* Base of every processor; implementations embed it first. */
 struct basalt_processor {
     const basalt_processor_ops *ops;
-    basalt_exporter *exporter;   /* one reference owned */
-    const basalt_resource *res;  /* borrowed from the pipeline, outlives the processor */
+    basalt_exporter *exporter;  /* one reference owned */
+    const basalt_resource *res; /* borrowed from the pipeline, outlives the processor */
 };
 
 #endif

@@ -58,7 +58,8 @@ static const char *strdup_len(record_impl *r, const char *s, size_t len, size_t 
         if (w & 0x8080808080808080ull) break;
         i += 8;
     }
-    while (i < len && (unsigned char)s[i] < 0x80) i++;
+    while (i < len && (unsigned char)s[i] < 0x80)
+        i++;
     if (i < len) {
         basalt_buf fixed = {0};
         if (!basalt_utf8_repair(s, len, &fixed)) {
@@ -117,7 +118,8 @@ bool record_copy_value(record_impl *r, basalt_value in, basalt_value *out) {
         out->u.kv.items = items;
         return true;
     }
-    default: return true;
+    default:
+        return true;
     }
 }
 
@@ -302,7 +304,8 @@ basalt_span_record *basalt_record_clone(const basalt_span_record *t) {
     p->scope_version = dup_opt(r, t->scope_version);
     p->start_ns = t->start_ns;
     p->end_ns = t->end_ns;
-    for (uint32_t i = 0; i < t->nattrs; i++) record_set_attr(r, t->attrs[i].key, false, t->attrs[i].value);
+    for (uint32_t i = 0; i < t->nattrs; i++)
+        record_set_attr(r, t->attrs[i].key, false, t->attrs[i].value);
     p->dropped_attrs += t->dropped_attrs;
     for (uint32_t i = 0; i < t->nevents; i++)
         record_add_event(r, t->events[i].name, t->events[i].time_ns, t->events[i].attrs,

@@ -12,8 +12,8 @@
  * attributes, propagated values included, and their strings. */
 #define RECORD_INLINE_ATTRS 16
 #define RECORD_INLINE_ARENA 768
-#define RECORD_MAX_ATTRS 128  /* OpenTelemetry default span limits */
-#define RECORD_MAX_EVENTS 128
+#define RECORD_MAX_ATTRS    128 /* OpenTelemetry default span limits */
+#define RECORD_MAX_EVENTS   128
 
 typedef struct arena_chunk {
     struct arena_chunk *next;

@@ -10,7 +10,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#define LOCAL_MAX 64
+#define LOCAL_MAX  64
 #define SHARED_MAX 4096
 
 typedef struct free_block {
@@ -52,7 +52,8 @@ static void give_back(local_cache *c, size_t n) {
         n--;
     }
     unlock();
-    while (n--) free(c->blocks[--c->n]);
+    while (n--)
+        free(c->blocks[--c->n]);
 }
 
 /* Thread exit: the cache's blocks go back to the shared stack. */

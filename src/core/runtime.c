@@ -64,9 +64,12 @@ static int env_bool(const char *name) {
     if (v == NULL) return -1;
     char buf[16];
     size_t n = 0;
-    while (*v && isspace((unsigned char)*v)) v++;
-    while (*v && n < sizeof buf - 1) buf[n++] = (char)tolower((unsigned char)*v++);
-    while (n && isspace((unsigned char)buf[n - 1])) n--;
+    while (*v && isspace((unsigned char)*v))
+        v++;
+    while (*v && n < sizeof buf - 1)
+        buf[n++] = (char)tolower((unsigned char)*v++);
+    while (n && isspace((unsigned char)buf[n - 1]))
+        n--;
     buf[n] = '\0';
     if (!strcmp(buf, "1") || !strcmp(buf, "true") || !strcmp(buf, "yes") || !strcmp(buf, "on"))
         return 1;
@@ -84,7 +87,8 @@ pipeline *pipeline_retain(pipeline *pl) {
 
 void pipeline_release(pipeline *pl) {
     if (pl == NULL || atomic_fetch_sub_explicit(&pl->rc, 1, memory_order_acq_rel) != 1) return;
-    for (size_t i = 0; i < pl->nprocs; i++) basalt_processor_free(pl->procs[i]);
+    for (size_t i = 0; i < pl->nprocs; i++)
+        basalt_processor_free(pl->procs[i]);
     free(pl->evaluators);
     free(pl->metadata);
     free(pl->res_attrs);
@@ -110,7 +114,8 @@ void pipeline_on_start(pipeline *pl) {
 void pipeline_on_end(pipeline *pl, record_impl *rec) {
     atomic_fetch_add_explicit(&pl->ended, 1, memory_order_relaxed);
     if (!atomic_load_explicit(&pl->shut, memory_order_acquire)) {
-        for (size_t i = 0; i < pl->nprocs; i++) basalt_processor_on_end(pl->procs[i], &rec->pub);
+        for (size_t i = 0; i < pl->nprocs; i++)
+            basalt_processor_on_end(pl->procs[i], &rec->pub);
     }
     basalt_record_release(&rec->pub);
 }
@@ -161,7 +166,8 @@ static bool build_resource(pipeline *pl, const basalt_config *cfg) {
     size_t cap = 16 + cfg->nresource_attrs;
     const char *ra = env("OTEL_RESOURCE_ATTRIBUTES");
     if (ra)
-        for (const char *c = ra; *c; c++) cap += *c == ',';
+        for (const char *c = ra; *c; c++)
+            cap += *c == ',';
     pl->res_attrs = calloc(cap, sizeof *pl->res_attrs);
     if (pl->res_attrs == NULL) return false;
     size_t n = 0;
@@ -183,7 +189,8 @@ static bool build_resource(pipeline *pl, const basalt_config *cfg) {
     const char *service = cfg->service_name ? cfg->service_name : env("BASALT_SERVICE_NAME");
     if (service == NULL) service = env("OTEL_SERVICE_NAME");
     bool have_service = false;
-    for (size_t i = 0; i < n; i++) have_service |= !strcmp(pl->res_attrs[i].key, BASALT_RES_SERVICE_NAME);
+    for (size_t i = 0; i < n; i++)
+        have_service |= !strcmp(pl->res_attrs[i].key, BASALT_RES_SERVICE_NAME);
     if (service || !have_service)
         res_set(pl, &n, BASALT_RES_SERVICE_NAME, basalt_v_str(service ? service : "basalt-sdk"));
     res_set(pl, &n, BASALT_RES_SERVICE_VERSION,
@@ -265,8 +272,10 @@ static pipeline *pipeline_build(const basalt_config *cfg, basalt_error *err) {
             const char *s = cfg->evaluators[i];
             if (s == NULL) continue;
             size_t len = strlen(s);
-            while (len && isspace((unsigned char)*s)) s++, len--;
-            while (len && isspace((unsigned char)s[len - 1])) len--;
+            while (len && isspace((unsigned char)*s))
+                s++, len--;
+            while (len && isspace((unsigned char)s[len - 1]))
+                len--;
             bool dup = len == 0;
             for (size_t j = 0; j < pl->nevaluators && !dup; j++)
                 dup = strlen(pl->evaluators[j]) == len && !memcmp(pl->evaluators[j], s, len);
@@ -283,7 +292,8 @@ static pipeline *pipeline_build(const basalt_config *cfg, basalt_error *err) {
             if (full == NULL) continue;
             snprintf(full, klen, "%s%s", BASALT_ATTR_META_PREFIX, k);
             pl->metadata[pl->nmetadata].key = full;
-            record_copy_value(pl->arena, cfg->metadata[i].value, &pl->metadata[pl->nmetadata].value);
+            record_copy_value(pl->arena, cfg->metadata[i].value,
+                              &pl->metadata[pl->nmetadata].value);
             pl->nmetadata++;
         }
     }
@@ -308,7 +318,8 @@ static pipeline *pipeline_build(const basalt_config *cfg, basalt_error *err) {
         basalt_batch_config_defaults(&batch);
     pl->shutdown_timeout_ms = batch.export_timeout_ms ? batch.export_timeout_ms : 30000;
     if (cfg->exporters_set) {
-        for (size_t i = 0; i < cfg->nexporters; i++) add_processor(pl, cfg->exporters[i], &batch);
+        for (size_t i = 0; i < cfg->nexporters; i++)
+            add_processor(pl, cfg->exporters[i], &batch);
     } else {
         basalt_exporter *e = NULL;
         if (basalt_otlp_endpoint_known(key)) {
@@ -348,16 +359,19 @@ static void stop_pipeline(pipeline *pl, uint32_t timeout_ms, bool *ok) {
 
 static void atfork_prepare(void) {
     pthread_mutex_lock(&rt_lock);
-    for (size_t i = 0; g_pl && i < g_pl->nprocs; i++) basalt_processor_atfork_prepare(g_pl->procs[i]);
+    for (size_t i = 0; g_pl && i < g_pl->nprocs; i++)
+        basalt_processor_atfork_prepare(g_pl->procs[i]);
 }
 
 static void atfork_parent(void) {
-    for (size_t i = 0; g_pl && i < g_pl->nprocs; i++) basalt_processor_atfork_parent(g_pl->procs[i]);
+    for (size_t i = 0; g_pl && i < g_pl->nprocs; i++)
+        basalt_processor_atfork_parent(g_pl->procs[i]);
     pthread_mutex_unlock(&rt_lock);
 }
 
 static void atfork_child(void) {
-    for (size_t i = 0; g_pl && i < g_pl->nprocs; i++) basalt_processor_atfork_child(g_pl->procs[i]);
+    for (size_t i = 0; g_pl && i < g_pl->nprocs; i++)
+        basalt_processor_atfork_child(g_pl->procs[i]);
     pthread_mutex_unlock(&rt_lock);
 }
 
@@ -463,7 +477,6 @@ bool basalt_is_enabled(void) {
     return on;
 }
 
-
 static void collect(pipeline *pl, basalt_stats *out) {
     memset(out, 0, sizeof *out);
     out->spans_started = atomic_load_explicit(&pl->started, memory_order_relaxed);
@@ -473,14 +486,14 @@ static void collect(pipeline *pl, basalt_stats *out) {
         basalt_exporter *e = basalt_processor_exporter(pl->procs[i]);
         basalt_exporter_stats *x = &out->exporters[i];
         x->type = e->ops->type;
-        x->spans_exported =
-            atomic_load_explicit(&e->counters.exported, memory_order_relaxed) - pl->base_exported[i];
+        x->spans_exported = atomic_load_explicit(&e->counters.exported, memory_order_relaxed) -
+                            pl->base_exported[i];
         x->spans_failed =
             atomic_load_explicit(&e->counters.failed, memory_order_relaxed) - pl->base_failed[i];
         x->spans_dropped =
             atomic_load_explicit(&e->counters.dropped, memory_order_relaxed) - pl->base_dropped[i];
-        x->export_failures =
-            atomic_load_explicit(&e->counters.failures, memory_order_relaxed) - pl->base_failures[i];
+        x->export_failures = atomic_load_explicit(&e->counters.failures, memory_order_relaxed) -
+                             pl->base_failures[i];
         x->export_retries =
             atomic_load_explicit(&e->counters.retries, memory_order_relaxed) - pl->base_retries[i];
         x->queue_size = basalt_processor_queue_size(pl->procs[i]);

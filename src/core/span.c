@@ -20,14 +20,13 @@ static const char *const kind_names[BASALT_KIND__COUNT] = {
     "span", "generation", "retrieval", "tool", "function", "event", "basalt_trace"};
 
 /* Instrumentation scope per kind (semantics 3.2). */
-static const char *const kind_scopes[BASALT_KIND__COUNT] = {
-    BASALT_SCOPE_DEFAULT,
-    BASALT_SCOPE_DEFAULT ".generation",
-    BASALT_SCOPE_DEFAULT ".retrieval",
-    BASALT_SCOPE_DEFAULT ".tool",
-    BASALT_SCOPE_DEFAULT ".function",
-    BASALT_SCOPE_DEFAULT ".event",
-    BASALT_SCOPE_DEFAULT};
+static const char *const kind_scopes[BASALT_KIND__COUNT] = {BASALT_SCOPE_DEFAULT,
+                                                            BASALT_SCOPE_DEFAULT ".generation",
+                                                            BASALT_SCOPE_DEFAULT ".retrieval",
+                                                            BASALT_SCOPE_DEFAULT ".tool",
+                                                            BASALT_SCOPE_DEFAULT ".function",
+                                                            BASALT_SCOPE_DEFAULT ".event",
+                                                            BASALT_SCOPE_DEFAULT};
 
 const char *basalt_kind_name(basalt_kind k) {
     return (unsigned)k < BASALT_KIND__COUNT ? kind_names[k] : NULL;
@@ -55,7 +54,9 @@ static struct {
 } H;
 /* The same keys interned (attr_keys.c), so records need no lookup for them. */
 static struct {
-    const char *root, *trace, *in_trace, *kind, *feature_slug, *user_id, *user_name, *org_id, *org_name, *exp_id, *exp_name, *exp_slug, *should_eval, *evaluators, *metadata, *p_slug, *p_version, *p_tag, *p_provider, *p_model, *p_vars, *p_cache;
+    const char *root, *trace, *in_trace, *kind, *feature_slug, *user_id, *user_name, *org_id,
+        *org_name, *exp_id, *exp_name, *exp_slug, *should_eval, *evaluators, *metadata, *p_slug,
+        *p_version, *p_tag, *p_provider, *p_model, *p_vars, *p_cache;
 } K;
 static pthread_once_t keys_once = PTHREAD_ONCE_INIT;
 
@@ -150,8 +151,10 @@ void basalt_span_release(basalt_span *s) {
 static bool trimmed(const char *s, const char **start, size_t *len) {
     if (s == NULL) return false;
     size_t n = strlen(s);
-    while (n && isspace((unsigned char)*s)) s++, n--;
-    while (n && isspace((unsigned char)s[n - 1])) n--;
+    while (n && isspace((unsigned char)*s))
+        s++, n--;
+    while (n && isspace((unsigned char)s[n - 1]))
+        n--;
     *start = s;
     *len = n;
     return n > 0;
@@ -216,7 +219,8 @@ static size_t eval_union(const char **out, size_t cap, const char *const *a, siz
         for (size_t i = 0; i < counts[l]; i++) {
             const char *v = lists[l][i];
             bool dup = false;
-            for (size_t j = 0; j < n && !dup; j++) dup = strcmp(out[j], v) == 0;
+            for (size_t j = 0; j < n && !dup; j++)
+                dup = strcmp(out[j], v) == 0;
             if (!dup && n < cap) out[n++] = v;
         }
     }
@@ -245,16 +249,16 @@ static void add_own_evaluator(basalt_span *s, const char *slug) {
 /* ---- starting spans ------------------------------------------------------------- */
 
 static basalt_policy_result run_policy(basalt_policy_fn fn, void *ud, basalt_span *s,
-                                       const basalt_trace_opts *o, const prop *p,
-                                       pipeline *pl, double rate, double *out_rate) {
+                                       const basalt_trace_opts *o, const prop *p, pipeline *pl,
+                                       double rate, double *out_rate) {
     char hex[33];
     basalt_hex_encode(s->trace_id, 16, hex);
     basalt_identity id = {s->id.user_id, s->id.user_name, s->id.org_id, s->id.org_name};
     const char *evals[64];
     size_t ng = 0;
     const char *const *g = pipeline_evaluators(pl, &ng);
-    size_t ne = eval_union(evals, 64, g, ng, p->evaluators, p->nevaluators, s->own_evals,
-                           s->n_own_evals);
+    size_t ne =
+        eval_union(evals, 64, g, ng, p->evaluators, p->nevaluators, s->own_evals, s->n_own_evals);
     basalt_policy_input in = {
         .trace_id_hex = hex,
         .name = s->rec->pub.name,
@@ -311,7 +315,8 @@ basalt_span *basalt_trace_start(const basalt_trace_opts *o, basalt_ctx **ctx_out
     bool parent_recording = parent && !parent->remote && !parent->ended;
     bool nested = parent_recording && parent_ctx->p && parent_ctx->p->in_trace;
 
-    pipeline *pl = parent_recording && parent->pl ? pipeline_retain(parent->pl) : pipeline_acquire();
+    pipeline *pl =
+        parent_recording && parent->pl ? pipeline_retain(parent->pl) : pipeline_acquire();
     if (pl == NULL) return NULL; /* disabled or shut down: a no-op */
 
     basalt_span *s = span_alloc(pl, BASALT_KIND_TRACE, name, name_len);
@@ -358,7 +363,8 @@ basalt_span *basalt_trace_start(const basalt_trace_opts *o, basalt_ctx **ctx_out
     }
     ctx_init_embedded(s, p);
     capture_identity(s);
-    for (size_t i = 0; i < o->nevaluators; i++) add_own_evaluator(s, o->evaluators[i]);
+    for (size_t i = 0; i < o->nevaluators; i++)
+        add_own_evaluator(s, o->evaluators[i]);
 
     if (!nested) {
         /* Decisions 5: decided once, at the root. */
@@ -397,8 +403,7 @@ basalt_span *basalt_trace_start(const basalt_trace_opts *o, basalt_ctx **ctx_out
     return s;
 }
 
-basalt_span *basalt_span_start(const basalt_span_opts *o, basalt_ctx **ctx_out,
-                               basalt_error *err) {
+basalt_span *basalt_span_start(const basalt_span_opts *o, basalt_ctx **ctx_out, basalt_error *err) {
     *ctx_out = NULL;
     if (err) err->message[0] = '\0';
     if ((unsigned)o->kind >= BASALT_KIND__COUNT) {
@@ -453,7 +458,8 @@ basalt_span *basalt_span_start(const basalt_span_opts *o, basalt_ctx **ctx_out,
     }
     ctx_init_embedded(s, p);
     capture_identity(s);
-    for (size_t i = 0; i < o->nevaluators; i++) add_own_evaluator(s, o->evaluators[i]);
+    for (size_t i = 0; i < o->nevaluators; i++)
+        add_own_evaluator(s, o->evaluators[i]);
     pipeline_on_start(pl);
     *ctx_out = basalt_ctx_retain(&s->ctx);
     return s;
@@ -482,15 +488,17 @@ basalt_span *basalt_raw_span_start(const basalt_raw_span_opts *o, basalt_ctx **c
     if (o->scope_name) {
         const char *name = attr_intern_scope(o->scope_name);
         const char *ver = o->scope_version ? attr_intern_scope(o->scope_version) : NULL;
-        rec->pub.scope_name = name ? name : record_strdup(rec, o->scope_name, strlen(o->scope_name));
-        rec->pub.scope_version =
-            ver || !o->scope_version ? ver
-                                     : record_strdup(rec, o->scope_version, strlen(o->scope_version));
+        rec->pub.scope_name =
+            name ? name : record_strdup(rec, o->scope_name, strlen(o->scope_name));
+        rec->pub.scope_version = ver || !o->scope_version ? ver
+                                                          : record_strdup(rec, o->scope_version,
+                                                                          strlen(o->scope_version));
     }
     link_parent(s, parent);
     ctx_init_embedded(s, prop_retain(parent_ctx ? parent_ctx->p : NULL));
     capture_identity(s);
-    for (size_t i = 0; i < o->nattrs; i++) record_set_attr(rec, o->attrs[i].key, false, o->attrs[i].value);
+    for (size_t i = 0; i < o->nattrs; i++)
+        record_set_attr(rec, o->attrs[i].key, false, o->attrs[i].value);
     pipeline_on_start(pl);
     if (ctx_out) *ctx_out = basalt_ctx_retain(&s->ctx);
     return s;
@@ -507,8 +515,7 @@ basalt_ctx *basalt_span_context(basalt_span *s) {
 /* ---- ending ------------------------------------------------------------------------ */
 
 /* Pushes a propagated attribute unless the span wrote that key itself. */
-static void push_prop(record_impl *rec, uint32_t own, const char *key, uint32_t h,
-                      basalt_value v) {
+static void push_prop(record_impl *rec, uint32_t own, const char *key, uint32_t h, basalt_value v) {
     if (own) {
         for (uint32_t i = 0; i < own; i++)
             if (rec->attr_hashes[i] == h && strcmp(rec->attrs[i].key, key) == 0) return;
@@ -592,8 +599,7 @@ static void materialise(basalt_span *s, record_impl *rec) {
             if (p->exp.name && p->exp.name[0])
                 push_str(rec, own, K.exp_name, H.exp_name, p->exp.name);
             if (p->exp.feature_slug && p->exp.feature_slug[0])
-                push_str(rec, own, K.exp_slug, H.exp_slug,
-                         p->exp.feature_slug);
+                push_str(rec, own, K.exp_slug, H.exp_slug, p->exp.feature_slug);
         }
         if (p->should_evaluate >= 0)
             push_prop(rec, own, K.should_eval, H.should_eval,
@@ -608,8 +614,7 @@ static void materialise(basalt_span *s, record_impl *rec) {
             push_str(rec, own, K.p_model, H.p_model, pr->model);
             if (pr->variables_json && strcmp(pr->variables_json, "{}") != 0)
                 push_str(rec, own, K.p_vars, H.p_vars, pr->variables_json);
-            push_prop(rec, own, K.p_cache, H.p_cache,
-                      basalt_v_bool(pr->from_cache));
+            push_prop(rec, own, K.p_cache, H.p_cache, basalt_v_bool(pr->from_cache));
         }
     }
     /* Evaluators: global, then propagated, then the span's own. */
@@ -620,8 +625,8 @@ static void materialise(basalt_span *s, record_impl *rec) {
         const char **u = record_alloc(rec, sizeof *u * total);
         basalt_value *vals = record_alloc(rec, sizeof *vals * total);
         if (u && vals) {
-            size_t n = eval_union(u, total, g, ng, p ? p->evaluators : NULL,
-                                  p ? p->nevaluators : 0, s->own_evals, s->n_own_evals);
+            size_t n = eval_union(u, total, g, ng, p ? p->evaluators : NULL, p ? p->nevaluators : 0,
+                                  s->own_evals, s->n_own_evals);
             for (size_t i = 0; i < n; i++) {
                 const char *c = record_strdup(rec, u[i], strlen(u[i])); /* copied: see push_str */
                 vals[i] = basalt_v_strn(c ? c : "", c ? strlen(c) : 0);
@@ -830,10 +835,12 @@ void basalt_span_set_prompt(basalt_span *s, const basalt_prompt_attrs *p) {
     if (p->slug) record_set_attr(rec, BASALT_ATTR_PROMPT_SLUG, true, basalt_v_str(p->slug));
     if (p->version && p->version[0])
         record_set_attr(rec, BASALT_ATTR_PROMPT_VERSION, true, basalt_v_str(p->version));
-    if (p->tag && p->tag[0]) record_set_attr(rec, BASALT_ATTR_PROMPT_TAG, true, basalt_v_str(p->tag));
+    if (p->tag && p->tag[0])
+        record_set_attr(rec, BASALT_ATTR_PROMPT_TAG, true, basalt_v_str(p->tag));
     if (p->provider)
         record_set_attr(rec, BASALT_ATTR_PROMPT_MODEL_PROVIDER, true, basalt_v_str(p->provider));
-    if (p->model) record_set_attr(rec, BASALT_ATTR_PROMPT_MODEL_MODEL, true, basalt_v_str(p->model));
+    if (p->model)
+        record_set_attr(rec, BASALT_ATTR_PROMPT_MODEL_MODEL, true, basalt_v_str(p->model));
     if (p->variables_json && strcmp(p->variables_json, "{}") != 0)
         record_set_attr(rec, BASALT_ATTR_PROMPT_VARIABLES, true, basalt_v_str(p->variables_json));
     spin_unlock(&s->lock);
@@ -845,9 +852,9 @@ void basalt_span_set_status(basalt_span *s, basalt_status_code code, const char 
     if (rec == NULL) return;
     if (rec->pub.status_code != BASALT_STATUS_OK) {
         rec->pub.status_code = code;
-        rec->pub.status_message =
-            code == BASALT_STATUS_ERROR && message ? record_strdup(rec, message, strlen(message))
-                                                   : NULL;
+        rec->pub.status_message = code == BASALT_STATUS_ERROR && message
+                                      ? record_strdup(rec, message, strlen(message))
+                                      : NULL;
     }
     spin_unlock(&s->lock);
 }
@@ -884,6 +891,7 @@ bool basalt_sample_trace_id(const uint8_t trace_id[16], double rate) {
     if (!(rate > 0.0)) return false; /* NaN and <= 0 */
     if (rate >= 1.0) return true;
     uint64_t low = 0;
-    for (int i = 9; i < 16; i++) low = (low << 8) | trace_id[i];
+    for (int i = 9; i < 16; i++)
+        low = (low << 8) | trace_id[i];
     return low < (uint64_t)(rate * 72057594037927936.0); /* 2^56 */
 }

@@ -20,8 +20,10 @@ void text_percent_decode(char *s) {
 }
 
 char *text_trim(char *s) {
-    while (isspace((unsigned char)*s)) s++;
+    while (isspace((unsigned char)*s))
+        s++;
     size_t n = strlen(s);
-    while (n && isspace((unsigned char)s[n - 1])) s[--n] = '\0';
+    while (n && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
     return s;
 }

@@ -31,7 +31,8 @@ int main(int argc, char **argv) {
     lua_pushcfunction(L, traceback);
     int status = luaL_loadfile(L, argv[1]);
     if (status == LUA_OK) {
-        for (int i = 2; i < argc; i++) lua_pushstring(L, argv[i]);
+        for (int i = 2; i < argc; i++)
+            lua_pushstring(L, argv[i]);
         status = lua_pcall(L, argc - 2, 0, 1);
     }
     if (status != LUA_OK) fprintf(stderr, "%s\n", lua_tostring(L, -1));

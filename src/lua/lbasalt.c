@@ -48,7 +48,8 @@ static void logq_sink(void *ud, basalt_log_level level, const char *msg) {
 }
 
 static void logq_clear_locked(void) {
-    for (size_t k = 0; k < q.n; k++) free(q.items[(q.head + k) % LOGQ_CAP].msg);
+    for (size_t k = 0; k < q.n; k++)
+        free(q.items[(q.head + k) % LOGQ_CAP].msg);
     q.head = q.n = 0;
     atomic_store_explicit(&q.pending, 0, memory_order_relaxed);
 }
@@ -62,10 +63,14 @@ static lua_State *main_thread(lua_State *L) {
 
 static const char *level_name(basalt_log_level l) {
     switch (l) {
-    case BASALT_LOG_DEBUG: return "debug";
-    case BASALT_LOG_INFO: return "info";
-    case BASALT_LOG_WARN: return "warn";
-    default: return "error";
+    case BASALT_LOG_DEBUG:
+        return "debug";
+    case BASALT_LOG_INFO:
+        return "info";
+    case BASALT_LOG_WARN:
+        return "warn";
+    default:
+        return "error";
     }
 }
 
@@ -222,13 +227,26 @@ static size_t parse_metadata(lua_State *L, int opts, int keep, basalt_kv *out, s
     return n;
 }
 
-static const char *const known_fields[] = {
-    "api_key",          "api_url",       "api_timeout_ms",  "service_name",
-    "service_version",  "environment",   "enabled",         "exporters",
-    "batch",            "evaluators",    "metadata",        "sample_rate",
-    "sampling_policy",  "policy_instruction_limit",         "prompt_cache_ttl",
-    "prompt_fallback_ttl", "trace_content", "logger",       "patch_coroutines",
-    NULL};
+static const char *const known_fields[] = {"api_key",
+                                           "api_url",
+                                           "api_timeout_ms",
+                                           "service_name",
+                                           "service_version",
+                                           "environment",
+                                           "enabled",
+                                           "exporters",
+                                           "batch",
+                                           "evaluators",
+                                           "metadata",
+                                           "sample_rate",
+                                           "sampling_policy",
+                                           "policy_instruction_limit",
+                                           "prompt_cache_ttl",
+                                           "prompt_fallback_ttl",
+                                           "trace_content",
+                                           "logger",
+                                           "patch_coroutines",
+                                           NULL};
 
 static void warn_unknown_fields(lua_State *L, int opts) {
     lua_pushnil(L);
@@ -236,7 +254,8 @@ static void warn_unknown_fields(lua_State *L, int opts) {
         lua_pop(L, 1);
         const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
         int known = 0;
-        for (int i = 0; k && !known && known_fields[i]; i++) known = strcmp(k, known_fields[i]) == 0;
+        for (int i = 0; k && !known && known_fields[i]; i++)
+            known = strcmp(k, known_fields[i]) == 0;
         if (!known)
             basalt_log_once(BASALT_LOG_WARN, "init: unknown option '%s' ignored",
                             k ? k : luaL_typename(L, -1));

@@ -14,11 +14,11 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-#define LB_SPAN_MT "basalt.Span"
-#define LB_CONTEXT_MT "basalt.Context"
+#define LB_SPAN_MT     "basalt.Span"
+#define LB_CONTEXT_MT  "basalt.Context"
 #define LB_EXPORTER_MT "basalt.MemoryExporter"
-#define LB_GUARD_MT "basalt.Guard"
-#define LB_FLOW_MT "basalt.Flow"
+#define LB_GUARD_MT    "basalt.Guard"
+#define LB_FLOW_MT     "basalt.Flow"
 
 /* Per-coroutine context slot (full userdata in a weak-keyed registry table). */
 typedef struct lb_flow {

@@ -94,9 +94,9 @@ int lb_argerror(lua_State *L, int arg, const char *fname, const char *msg) {
 
 void lb_checktype(lua_State *L, int arg, int t, const char *fname) {
     if (lua_type(L, arg) != t)
-        lb_argerror(L, arg, fname,
-                    lua_pushfstring(L, "%s expected, got %s", lua_typename(L, t),
-                                    luaL_typename(L, arg)));
+        lb_argerror(
+            L, arg, fname,
+            lua_pushfstring(L, "%s expected, got %s", lua_typename(L, t), luaL_typename(L, arg)));
 }
 
 static int context_gc(lua_State *L) {
@@ -168,7 +168,8 @@ int lb_run_in_context(lua_State *L, basalt_ctx *ctx, int fn_idx, int nargs) {
     flow->cur = ctx;
     int guard_idx = lua_gettop(L);
     lua_pushvalue(L, fn_idx);
-    for (int i = 0; i < nargs; i++) lua_pushvalue(L, fn_idx + 1 + i);
+    for (int i = 0; i < nargs; i++)
+        lua_pushvalue(L, fn_idx + 1 + i);
     int status = lua_pcallk(L, nargs, LUA_MULTRET, 0, guard_idx, finish_in_context);
     return finish_in_context(L, status, guard_idx);
 }
@@ -273,7 +274,7 @@ void lb_patch_coroutines(lua_State *L, int on) {
     }
     const char *names[2] = {"create", "wrap"};
     for (int i = 0; i < 2; i++) {
-        lua_getfield(L, -1, names[i]); /* original */
+        lua_getfield(L, -1, names[i]);             /* original */
         if (on) lua_pushcclosure(L, co_create, 1); /* works for wrap too */
         lua_setfield(L, -3, names[i]);
     }
@@ -360,11 +361,8 @@ void lb_open_context(lua_State *L) {
     } else {
         lua_pop(L, 1);
     }
-    static const luaL_Reg fns[] = {{"capture", l_capture},
-                                   {"with_context", l_with_context},
-                                   {"bind", l_bind},
-                                   {"inject", l_inject},
-                                   {"extract", l_extract},
-                                   {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"capture", l_capture}, {"with_context", l_with_context},
+                                   {"bind", l_bind},       {"inject", l_inject},
+                                   {"extract", l_extract}, {NULL, NULL}};
     luaL_setfuncs(L, fns, 0);
 }

@@ -151,9 +151,15 @@ static const char VISITING_KEY = 'v';
 
 static void json_value(lua_State *L, int idx, basalt_buf *out, int depth) {
     switch (lua_type(L, idx)) {
-    case LUA_TNIL: basalt_buf_puts(out, "null"); break;
-    case LUA_TBOOLEAN: basalt_buf_puts(out, lua_toboolean(L, idx) ? "true" : "false"); break;
-    case LUA_TNUMBER: json_number(L, idx, out); break;
+    case LUA_TNIL:
+        basalt_buf_puts(out, "null");
+        break;
+    case LUA_TBOOLEAN:
+        basalt_buf_puts(out, lua_toboolean(L, idx) ? "true" : "false");
+        break;
+    case LUA_TNUMBER:
+        json_number(L, idx, out);
+        break;
     case LUA_TSTRING: {
         size_t len;
         const char *s = lua_tolstring(L, idx, &len);
@@ -163,8 +169,10 @@ static void json_value(lua_State *L, int idx, basalt_buf *out, int depth) {
     case LUA_TTABLE: {
         if (depth >= MAX_DEPTH) {
             basalt_buf_puts(out, "\"<too deep>\"");
-            basalt_log_once(BASALT_LOG_WARN, "a table nested deeper than %d levels was cut as "
-                                             "\"<too deep>\"", MAX_DEPTH);
+            basalt_log_once(BASALT_LOG_WARN,
+                            "a table nested deeper than %d levels was cut as "
+                            "\"<too deep>\"",
+                            MAX_DEPTH);
             break;
         }
         luaL_checkstack(L, 8, "serialising a table");
@@ -220,7 +228,8 @@ void lb_json_append(lua_State *L, int idx, basalt_buf *out) {
 static basalt_value scalar(lua_State *L, int idx, int *ok) {
     *ok = 1;
     switch (lua_type(L, idx)) {
-    case LUA_TBOOLEAN: return basalt_v_bool(lua_toboolean(L, idx));
+    case LUA_TBOOLEAN:
+        return basalt_v_bool(lua_toboolean(L, idx));
     case LUA_TNUMBER:
         return lua_isinteger(L, idx) ? basalt_v_int(lua_tointeger(L, idx))
                                      : basalt_v_double(lua_tonumber(L, idx));
@@ -229,7 +238,9 @@ static basalt_value scalar(lua_State *L, int idx, int *ok) {
         const char *s = lua_tolstring(L, idx, &len);
         return basalt_v_strn(s, len);
     }
-    default: *ok = 0; return basalt_v_bool(false);
+    default:
+        *ok = 0;
+        return basalt_v_bool(false);
     }
 }
 
@@ -311,14 +322,17 @@ static int identity_part(lua_State *L, int idx, const char **id, const char **na
     idx = lua_absindex(L, idx);
     *id = *name = NULL;
     switch (lua_type(L, idx)) {
-    case LUA_TNIL: return 0;
+    case LUA_TNIL:
+        return 0;
     case LUA_TSTRING:
     case LUA_TNUMBER: {
         lua_pushvalue(L, idx);
         const char *s = lua_tostring(L, -1);
-        while (isspace((unsigned char)*s)) s++;
+        while (isspace((unsigned char)*s))
+            s++;
         size_t n = strlen(s);
-        while (n && isspace((unsigned char)s[n - 1])) n--;
+        while (n && isspace((unsigned char)s[n - 1]))
+            n--;
         if (n == 0) return 0;
         lua_pushlstring(L, s, n);
         *id = lua_tostring(L, -1);
@@ -334,7 +348,8 @@ static int identity_part(lua_State *L, int idx, const char **id, const char **na
             luaL_error(L, "Trace identity mapping requires a non-empty 'id'.");
         *id = lua_tostring(L, -1);
         int tn = field_ci(L, idx, "name");
-        if (tn != LUA_TNIL && tn != LUA_TSTRING) luaL_error(L, "Trace identity 'name' must be a string.");
+        if (tn != LUA_TNIL && tn != LUA_TSTRING)
+            luaL_error(L, "Trace identity 'name' must be a string.");
         *name = tn == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
         return 1;
     }
@@ -390,8 +405,10 @@ int lb_parse_identity(lua_State *L, int idx, basalt_identity *out) {
 /* ---- evaluators (semantics 10.1) ----------------------------------------------------- */
 
 static void add_slug(lua_State *L, int list, const char *s, size_t len) {
-    while (len && isspace((unsigned char)*s)) s++, len--;
-    while (len && isspace((unsigned char)s[len - 1])) len--;
+    while (len && isspace((unsigned char)*s))
+        s++, len--;
+    while (len && isspace((unsigned char)s[len - 1]))
+        len--;
     if (len == 0) luaL_error(L, "Evaluator slug must be a non-empty string.");
     lua_pushlstring(L, s, len);
     lua_rawseti(L, list, (lua_Integer)lua_rawlen(L, list) + 1);
@@ -401,7 +418,8 @@ static void flatten_evaluators(lua_State *L, int idx, int list, int depth) {
     idx = lua_absindex(L, idx);
     if (depth > 16) luaL_error(L, "Evaluator specification nested too deeply.");
     switch (lua_type(L, idx)) {
-    case LUA_TNIL: return;
+    case LUA_TNIL:
+        return;
     case LUA_TSTRING: {
         size_t len;
         const char *s = lua_tolstring(L, idx, &len);

@@ -34,10 +34,18 @@ static void push_kvs(lua_State *L, const basalt_kv *kv, size_t n, int depth) {
 static void push_value(lua_State *L, const basalt_value *v, int depth) {
     luaL_checkstack(L, 4, "converting a span record");
     switch (v->type) {
-    case BASALT_VAL_BOOL: lua_pushboolean(L, v->u.b); break;
-    case BASALT_VAL_INT: lua_pushinteger(L, (lua_Integer)v->u.i); break;
-    case BASALT_VAL_DOUBLE: lua_pushnumber(L, v->u.d); break;
-    case BASALT_VAL_STRING: lua_pushlstring(L, v->u.s.ptr, v->u.s.len); break;
+    case BASALT_VAL_BOOL:
+        lua_pushboolean(L, v->u.b);
+        break;
+    case BASALT_VAL_INT:
+        lua_pushinteger(L, (lua_Integer)v->u.i);
+        break;
+    case BASALT_VAL_DOUBLE:
+        lua_pushnumber(L, v->u.d);
+        break;
+    case BASALT_VAL_STRING:
+        lua_pushlstring(L, v->u.s.ptr, v->u.s.len);
+        break;
     case BASALT_VAL_ARRAY:
         lua_createtable(L, (int)v->u.arr.n, 0);
         for (size_t i = 0; depth < 64 && i < v->u.arr.n; i++) {
@@ -51,7 +59,9 @@ static void push_value(lua_State *L, const basalt_value *v, int depth) {
         else
             lua_newtable(L);
         break;
-    default: lua_pushnil(L); break;
+    default:
+        lua_pushnil(L);
+        break;
     }
 }
 
@@ -128,7 +138,8 @@ static const basalt_span_record **snapshot(basalt_exporter *e, size_t *n) {
 }
 
 static void release_all(const basalt_span_record **recs, size_t n) {
-    for (size_t i = 0; i < n; i++) basalt_record_release(recs[i]);
+    for (size_t i = 0; i < n; i++)
+        basalt_record_release(recs[i]);
     free(recs);
 }
 
@@ -230,8 +241,7 @@ static basalt_exporter *otlp_from_table(lua_State *L, int t, const char *api_key
     }
     lua_getfield(L, t, "timeout_ms");
     if (!lua_isnil(L, -1)) {
-        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) <= 0 ||
-            lua_tointeger(L, -1) > 0x7fffffff)
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) <= 0 || lua_tointeger(L, -1) > 0x7fffffff)
             luaL_error(L, "bad argument #1 to 'init' (exporter timeout_ms must be a positive "
                           "integer)");
         oc.timeout_ms = (uint32_t)lua_tointeger(L, -1);
@@ -282,8 +292,9 @@ static basalt_exporter *exporter_entry(lua_State *L, int idx, const char *api_ke
         type = lua_tostring(L, -1);
     }
     if (type == NULL)
-        luaL_error(L, "bad argument #1 to 'init' (each exporter must be a string, a table with a "
-                      "type, or a memory exporter; got %s)",
+        luaL_error(L,
+                   "bad argument #1 to 'init' (each exporter must be a string, a table with a "
+                   "type, or a memory exporter; got %s)",
                    luaL_typename(L, idx));
     if (strcmp(type, "otlp") == 0) {
         if (t == LUA_TTABLE) {
@@ -305,7 +316,8 @@ static basalt_exporter *exporter_entry(lua_State *L, int idx, const char *api_ke
     } else {
         luaL_error(L, "bad argument #1 to 'init' (unknown exporter '%s')", type);
     }
-    if (e == NULL) basalt_log(BASALT_LOG_ERROR, "exporter '%s' could not be created; skipped", type);
+    if (e == NULL)
+        basalt_log(BASALT_LOG_ERROR, "exporter '%s' could not be created; skipped", type);
     lua_settop(L, top);
     return e;
 }

@@ -85,8 +85,8 @@ static int finish_block(lua_State *L, int status, lua_KContext k) {
 }
 
 /* Runs fn (with the span handle first when pass_span) inside the span's context. */
-static int run_block(lua_State *L, lb_flow *flow, basalt_span *span, basalt_ctx *ctx,
-                     int fn_idx, int args, int nargs, int pass_span) {
+static int run_block(lua_State *L, lb_flow *flow, basalt_span *span, basalt_ctx *ctx, int fn_idx,
+                     int args, int nargs, int pass_span) {
     luaL_checkstack(L, nargs + 4, "too many arguments");
     lb_span *h = lb_push_span(L, span);
     int hidx = lua_gettop(L);
@@ -97,7 +97,8 @@ static int run_block(lua_State *L, lb_flow *flow, basalt_span *span, basalt_ctx 
     lua_pushcfunction(L, block_msgh);
     lua_pushvalue(L, fn_idx);
     if (pass_span) lua_pushvalue(L, hidx);
-    for (int i = 0; i < nargs; i++) lua_pushvalue(L, args + i);
+    for (int i = 0; i < nargs; i++)
+        lua_pushvalue(L, args + i);
     int status = lua_pcallk(L, nargs + pass_span, LUA_MULTRET, hidx + 1, hidx, finish_block);
     return finish_block(L, status, hidx);
 }
@@ -113,7 +114,8 @@ static int run_noop(lua_State *L, int fn_idx, int args, int nargs, int pass_span
     int base = lua_gettop(L);
     lua_pushvalue(L, fn_idx);
     if (pass_span) lua_rawgetp(L, LUA_REGISTRYINDEX, &NOOP_KEY);
-    for (int i = 0; i < nargs; i++) lua_pushvalue(L, args + i);
+    for (int i = 0; i < nargs; i++)
+        lua_pushvalue(L, args + i);
     lua_callk(L, nargs + pass_span, LUA_MULTRET, base, finish_plain);
     return finish_plain(L, LUA_OK, base);
 }
@@ -128,18 +130,39 @@ typedef struct obs_fields {
 } obs_fields;
 
 static int *field_slot(obs_fields *f, const char *k, size_t len) {
-#define KEY(lit, member)                                                                       \
+#define KEY(lit, member)                                                                           \
     if (len == sizeof lit - 1 && memcmp(k, lit, len) == 0) return &f->member
     switch (len) {
-    case 4: KEY("name", name); KEY("kind", kind); break;
-    case 5: KEY("input", input); break;
-    case 6: KEY("prompt", prompt); KEY("parent", parent); break;
-    case 8: KEY("identity", identity); KEY("metadata", metadata); break;
-    case 9: KEY("variables", variables); break;
-    case 10: KEY("evaluators", evaluators); KEY("experiment", experiment); break;
-    case 12: KEY("feature_slug", feature_slug); break;
-    case 17: KEY("evaluation_config", evaluation_config); break;
-    default: break;
+    case 4:
+        KEY("name", name);
+        KEY("kind", kind);
+        break;
+    case 5:
+        KEY("input", input);
+        break;
+    case 6:
+        KEY("prompt", prompt);
+        KEY("parent", parent);
+        break;
+    case 8:
+        KEY("identity", identity);
+        KEY("metadata", metadata);
+        break;
+    case 9:
+        KEY("variables", variables);
+        break;
+    case 10:
+        KEY("evaluators", evaluators);
+        KEY("experiment", experiment);
+        break;
+    case 12:
+        KEY("feature_slug", feature_slug);
+        break;
+    case 17:
+        KEY("evaluation_config", evaluation_config);
+        break;
+    default:
+        break;
     }
 #undef KEY
     return NULL;
@@ -192,8 +215,9 @@ static basalt_kind parse_kind(lua_State *L, int kind_idx, const char *fname) {
             luaL_error(L, "bad argument #1 to '%s' (unknown kind '%s')", fname,
                        s ? s : luaL_typename(L, -1));
         if (k == BASALT_KIND_TRACE)
-            luaL_error(L, "bad argument #1 to '%s' (Cannot use kind='basalt_trace' with observe. "
-                          "Use start_observe for root spans.)",
+            luaL_error(L,
+                       "bad argument #1 to '%s' (Cannot use kind='basalt_trace' with observe. "
+                       "Use start_observe for root spans.)",
                        fname);
     }
     lua_pop(L, 1);
@@ -229,7 +253,8 @@ static int resolve_identity(lua_State *L, int ident_idx, int args, int nargs,
     lua_pushvalue(L, ident_idx);
     if (lua_type(L, -1) != LUA_TFUNCTION) return lb_parse_identity(L, -1, out);
     luaL_checkstack(L, nargs + 4, "too many arguments");
-    for (int i = 0; i < nargs; i++) lua_pushvalue(L, args + i);
+    for (int i = 0; i < nargs; i++)
+        lua_pushvalue(L, args + i);
     if (!lb_safe_call(L, nargs, 1, "identity function")) return 0;
     lua_pushcfunction(L, parse_identity_protected);
     lua_insert(L, -2);
@@ -303,7 +328,8 @@ static int observe_impl(lua_State *L, int root, int opts, int fn_idx, int args, 
             if (f.experiment && lb_parse_experiment(L, f.experiment, &exp)) o.experiment = &exp;
             if (f.parent) {
                 if (!luaL_testudata(L, f.parent, LB_CONTEXT_MT))
-                    lb_argerror(L, 1, "start_observe", "parent must be a context from basalt.extract");
+                    lb_argerror(L, 1, "start_observe",
+                                "parent must be a context from basalt.extract");
                 o.parent = lb_check_context(L, f.parent, 1, "start_observe");
             }
             if (f.evaluation_config) {
@@ -352,7 +378,8 @@ static int observe_impl(lua_State *L, int root, int opts, int fn_idx, int args, 
 }
 
 static int l_start_observe(lua_State *L) {
-    if (lua_type(L, 1) == LUA_TNONE) luaL_error(L, "bad argument #1 to 'start_observe' (table expected)");
+    if (lua_type(L, 1) == LUA_TNONE)
+        luaL_error(L, "bad argument #1 to 'start_observe' (table expected)");
     return observe_impl(L, 1, 1, 2, 3, lua_gettop(L) - 2, 1);
 }
 
@@ -407,8 +434,8 @@ static int l_with_evaluators(lua_State *L) {
         slugs[k++] = lua_tostring(L, -1);
         lua_pop(L, 1);
     }
-    basalt_ctx *ctx = n ? basalt_ctx_with_evaluators(flow->cur, slugs, (size_t)k)
-                        : basalt_ctx_retain(flow->cur);
+    basalt_ctx *ctx =
+        n ? basalt_ctx_with_evaluators(flow->cur, slugs, (size_t)k) : basalt_ctx_retain(flow->cur);
     lua_pop(L, 1);
     return lb_run_in_context(L, ctx, 2, nargs);
 }

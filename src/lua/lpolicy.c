@@ -89,7 +89,8 @@ int lb_safe_call(lua_State *L, int nargs, int nresults, const char *what) {
     cur_budget = b.prev;
     if (status == LUA_OK && !b.exceeded) {
         if (nres > nresults) lua_pop(co, nres - nresults);
-        for (int i = nres; i < nresults; i++) lua_pushnil(co);
+        for (int i = nres; i < nresults; i++)
+            lua_pushnil(co);
         lua_xmove(co, L, nresults);
         lua_settop(co, 0);
         /* Finished cleanly: the coroutine is as good as new; keep it. */
@@ -100,8 +101,9 @@ int lb_safe_call(lua_State *L, int nargs, int nresults, const char *what) {
     }
     const char *msg;
     if (b.exceeded) {
-        msg = lua_pushfstring(co, "ran past its instruction budget (policy_instruction_limit = "
-                                  "%I) and was cut off",
+        msg = lua_pushfstring(co,
+                              "ran past its instruction budget (policy_instruction_limit = "
+                              "%I) and was cut off",
                               limit);
     } else if (status == LUA_YIELD) {
         msg = "attempted to yield; a user callback cannot yield";
@@ -127,8 +129,9 @@ void lb_callback_bad_result(lua_State *L, int fn_idx, const char *what, const ch
         lua_pushliteral(L, "?");
     }
     luaL_traceback(L, L, problem, 1);
-    basalt_log_once(BASALT_LOG_WARN, "%s (function at %s) returned an unusable value and was "
-                                     "ignored: %s",
+    basalt_log_once(BASALT_LOG_WARN,
+                    "%s (function at %s) returned an unusable value and was "
+                    "ignored: %s",
                     what, where, lua_tostring(L, -1));
     lua_pop(L, 2);
 }
@@ -164,9 +167,9 @@ static int view_iter(lua_State *L) {
 typedef int (*materialise_fn)(lua_State *L, const policy_src *src, const char *key);
 static int materialise_top(lua_State *L, const policy_src *src, const char *key);
 static int materialise_identity(lua_State *L, const policy_src *src, const char *key);
-static const char *const top_fields[] = {"trace_id", "name", "feature_slug", "identity",
-                                         "experiment", "metadata", "evaluators", "sample_rate",
-                                         NULL};
+static const char *const top_fields[] = {"trace_id",   "name",        "feature_slug",
+                                         "identity",   "experiment",  "metadata",
+                                         "evaluators", "sample_rate", NULL};
 static const char *const identity_fields[] = {"user", "organization", NULL};
 
 /* The lazily filled views: which private key holds their source, how they
@@ -366,7 +369,8 @@ static int materialise_top(lua_State *L, const policy_src *src, const char *key)
         push_view_copy(L, -1, 0);
         lua_remove(L, -2);
         return 1;
-    default: return 0;
+    default:
+        return 0;
     }
 }
 
@@ -414,8 +418,9 @@ static basalt_policy_result policy_trampoline(void *ud, const basalt_policy_inpu
             r = BASALT_POLICY_RATE;
         } else if (t != LUA_TNIL) {
             const char *problem = lua_pushfstring(
-                L, "returned %s%s; expected a boolean, a rate in [0, 1] or nil: the configured "
-                   "rate decides",
+                L,
+                "returned %s%s; expected a boolean, a rate in [0, 1] or nil: the configured "
+                "rate decides",
                 t == LUA_TNUMBER ? "the out-of-range number " : "a ",
                 t == LUA_TNUMBER ? lua_tostring(L, -1) : luaL_typename(L, -1));
             lua_rawgetp(L, LUA_REGISTRYINDEX, &POLICY_KEY);

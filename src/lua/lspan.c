@@ -167,7 +167,8 @@ static int m_add_evaluators(lua_State *L) {
 
 static int m_set_evaluation_config(lua_State *L) {
     lb_span *h = check_span(L);
-    if (!lua_istable(L, 2)) luaL_error(L, "Evaluator config must be an EvaluationConfig or a mapping.");
+    if (!lua_istable(L, 2))
+        luaL_error(L, "Evaluator config must be an EvaluationConfig or a mapping.");
     lua_pushnil(L);
     while (lua_next(L, 2)) {
         if (lua_type(L, -2) != LUA_TSTRING || strcmp(lua_tostring(L, -2), "sample_rate") != 0)
@@ -240,7 +241,8 @@ void lb_record_error(lua_State *L, int err_idx, basalt_span *span, const char *t
     err_idx = lua_absindex(L, err_idx);
     const char *type = "error";
     switch (lua_type(L, err_idx)) {
-    case LUA_TSTRING: break;
+    case LUA_TSTRING:
+        break;
     case LUA_TTABLE:
         lua_getfield(L, err_idx, "type");
         if (lua_type(L, -1) == LUA_TSTRING) {
@@ -250,7 +252,9 @@ void lb_record_error(lua_State *L, int err_idx, basalt_span *span, const char *t
             type = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "table";
         }
         break;
-    default: type = luaL_typename(L, err_idx); break;
+    default:
+        type = luaL_typename(L, err_idx);
+        break;
     }
     const char *msg;
     if (lua_type(L, err_idx) == LUA_TTABLE && !luaL_getmetafield(L, err_idx, "__tostring")) {
@@ -302,7 +306,8 @@ static int m_add_event(lua_State *L) {
         }
     }
     basalt_span_add_event(h->span, name, kv, n);
-    for (size_t i = 0; i < 32; i++) basalt_buf_free(&scratch[i]);
+    for (size_t i = 0; i < 32; i++)
+        basalt_buf_free(&scratch[i]);
     RETURN_SELF;
 }
 
@@ -325,15 +330,15 @@ static void attr_number(lua_State *L, const char *key, int as_int) {
         basalt_span_set_attr(h->span, key, basalt_v_double((double)n));
 }
 
-#define STRING_METHOD(fname, key) \
-    static int fname(lua_State *L) { \
-        attr_string(L, key); \
-        RETURN_SELF; \
+#define STRING_METHOD(fname, key)                                                                  \
+    static int fname(lua_State *L) {                                                               \
+        attr_string(L, key);                                                                       \
+        RETURN_SELF;                                                                               \
     }
-#define NUMBER_METHOD(fname, key, as_int) \
-    static int fname(lua_State *L) { \
-        attr_number(L, key, as_int); \
-        RETURN_SELF; \
+#define NUMBER_METHOD(fname, key, as_int)                                                          \
+    static int fname(lua_State *L) {                                                               \
+        attr_number(L, key, as_int);                                                               \
+        RETURN_SELF;                                                                               \
     }
 
 STRING_METHOD(m_set_model, BASALT_ATTR_GENAI_REQUEST_MODEL)
@@ -397,7 +402,8 @@ static int m_set_query(lua_State *L) {
     lb_span *h = check_span(L);
     if (h->span && !lua_isnoneornil(L, 2)) {
         payload(L, h->span, 2, basalt_span_set_input);
-        basalt_span_set_attr(h->span, BASALT_ATTR_RETRIEVAL_QUERY, basalt_v_str(luaL_tolstring(L, 2, NULL)));
+        basalt_span_set_attr(h->span, BASALT_ATTR_RETRIEVAL_QUERY,
+                             basalt_v_str(luaL_tolstring(L, 2, NULL)));
     }
     RETURN_SELF;
 }
@@ -507,48 +513,47 @@ void lb_apply_payload_opts(lua_State *L, int metadata, int input, int variables,
 }
 
 void lb_open_span(lua_State *L) {
-    static const luaL_Reg methods[] = {
-        {"set_attribute", m_set_attribute},
-        {"set_attributes", m_set_attributes},
-        {"set_input", m_set_input},
-        {"set_output", m_set_output},
-        {"set_io", m_set_io},
-        {"set_metadata", m_set_metadata},
-        {"set_identity", m_set_identity},
-        {"add_evaluator", m_add_evaluators},
-        {"add_evaluators", m_add_evaluators},
-        {"set_evaluation_config", m_set_evaluation_config},
-        {"set_experiment", m_set_experiment},
-        {"set_prompt", m_set_prompt},
-        {"set_status", m_set_status},
-        {"record_error", m_record_error},
-        {"add_event", m_add_event},
-        {"set_model", m_set_model},
-        {"set_response_model", m_set_response_model},
-        {"set_operation_name", m_set_operation_name},
-        {"set_provider", m_set_provider},
-        {"set_tokens", m_set_tokens},
-        {"set_temperature", m_set_temperature},
-        {"set_top_p", m_set_top_p},
-        {"set_top_k", m_set_top_k},
-        {"set_max_tokens", m_set_max_tokens},
-        {"set_response_id", m_set_response_id},
-        {"set_finish_reasons", m_set_finish_reasons},
-        {"set_latency", m_set_latency},
-        {"set_query", m_set_query},
-        {"set_results_count", m_set_results_count},
-        {"set_tool_name", m_set_tool_name},
-        {"set_function_name", m_set_function_name},
-        {"set_stage", m_set_stage},
-        {"add_metric", m_add_metric},
-        {"set_event_type", m_set_event_type},
-        {"set_payload", m_set_payload},
-        {"trace_id", m_trace_id},
-        {"span_id", m_span_id},
-        {"is_recording", m_is_recording},
-        {"finish", m_end},
-        {"context", m_context},
-        {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"set_attribute", m_set_attribute},
+                                       {"set_attributes", m_set_attributes},
+                                       {"set_input", m_set_input},
+                                       {"set_output", m_set_output},
+                                       {"set_io", m_set_io},
+                                       {"set_metadata", m_set_metadata},
+                                       {"set_identity", m_set_identity},
+                                       {"add_evaluator", m_add_evaluators},
+                                       {"add_evaluators", m_add_evaluators},
+                                       {"set_evaluation_config", m_set_evaluation_config},
+                                       {"set_experiment", m_set_experiment},
+                                       {"set_prompt", m_set_prompt},
+                                       {"set_status", m_set_status},
+                                       {"record_error", m_record_error},
+                                       {"add_event", m_add_event},
+                                       {"set_model", m_set_model},
+                                       {"set_response_model", m_set_response_model},
+                                       {"set_operation_name", m_set_operation_name},
+                                       {"set_provider", m_set_provider},
+                                       {"set_tokens", m_set_tokens},
+                                       {"set_temperature", m_set_temperature},
+                                       {"set_top_p", m_set_top_p},
+                                       {"set_top_k", m_set_top_k},
+                                       {"set_max_tokens", m_set_max_tokens},
+                                       {"set_response_id", m_set_response_id},
+                                       {"set_finish_reasons", m_set_finish_reasons},
+                                       {"set_latency", m_set_latency},
+                                       {"set_query", m_set_query},
+                                       {"set_results_count", m_set_results_count},
+                                       {"set_tool_name", m_set_tool_name},
+                                       {"set_function_name", m_set_function_name},
+                                       {"set_stage", m_set_stage},
+                                       {"add_metric", m_add_metric},
+                                       {"set_event_type", m_set_event_type},
+                                       {"set_payload", m_set_payload},
+                                       {"trace_id", m_trace_id},
+                                       {"span_id", m_span_id},
+                                       {"is_recording", m_is_recording},
+                                       {"finish", m_end},
+                                       {"context", m_context},
+                                       {NULL, NULL}};
     luaL_newmetatable(L, LB_SPAN_MT);
     lua_newtable(L); /* methods */
     lua_pushvalue(L, -2);

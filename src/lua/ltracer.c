@@ -43,8 +43,8 @@ static int l_tracer(lua_State *L) {
 
 static basalt_otel_kind otel_kind(lua_State *L, int idx) {
     if (lua_isnil(L, idx)) return BASALT_OTEL_INTERNAL;
-    static const char *const names[] = {"internal", "server", "client", "producer", "consumer",
-                                        NULL};
+    static const char *const names[] = {"internal", "server",   "client",
+                                        "producer", "consumer", NULL};
     static const basalt_otel_kind kinds[] = {BASALT_OTEL_INTERNAL, BASALT_OTEL_SERVER,
                                              BASALT_OTEL_CLIENT, BASALT_OTEL_PRODUCER,
                                              BASALT_OTEL_CONSUMER};
@@ -101,7 +101,8 @@ static int tracer_start_span(lua_State *L) {
     o.nattrs = n;
     basalt_error err;
     basalt_span *span = basalt_raw_span_start(&o, NULL, &err);
-    for (size_t i = 0; i < n; i++) basalt_buf_free(&scratch[i]);
+    for (size_t i = 0; i < n; i++)
+        basalt_buf_free(&scratch[i]);
     if (span == NULL && err.message[0]) return lb_argerror(L, 2, "start_span", err.message);
     lb_push_span(L, span);
     return 1;
@@ -109,14 +110,15 @@ static int tracer_start_span(lua_State *L) {
 
 /* basalt.context_with(ctx_or_nil, { feature_slug =, identity = }) -> context */
 static int l_context_with(lua_State *L) {
-    basalt_ctx *parent = lua_isnil(L, 1) ? lb_flow_get(L)->cur
-                                         : lb_check_context(L, 1, 1, "context_with");
+    basalt_ctx *parent =
+        lua_isnil(L, 1) ? lb_flow_get(L)->cur : lb_check_context(L, 1, 1, "context_with");
     lb_checktype(L, 2, LUA_TTABLE, "context_with");
     lua_settop(L, 2);
     lua_getfield(L, 2, "feature_slug"); /* 3 */
     const char *slug = NULL;
     if (!lua_isnil(L, 3)) {
-        if (lua_type(L, 3) != LUA_TSTRING) lb_argerror(L, 2, "context_with", "feature_slug must be a string");
+        if (lua_type(L, 3) != LUA_TSTRING)
+            lb_argerror(L, 2, "context_with", "feature_slug must be a string");
         slug = lua_tostring(L, 3);
     }
     lua_getfield(L, 2, "identity"); /* 4 */

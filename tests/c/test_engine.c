@@ -44,7 +44,8 @@ static int bool_attr(const basalt_span_record *r, const char *key) {
 }
 
 static void release_all(const basalt_span_record **recs, size_t n) {
-    for (size_t i = 0; i < n; i++) basalt_record_release(recs[i]);
+    for (size_t i = 0; i < n; i++)
+        basalt_record_release(recs[i]);
 }
 
 /* Opens a child of ctx and ends it at once. */
@@ -189,7 +190,8 @@ static void test_evaluators_union_in_order(void) {
     CHECK(v && v->type == BASALT_VAL_ARRAY);
     const char *want[] = {"g1", "shared", "c1", "o1", "o2"};
     CHECK_INT(v ? v->u.arr.n : 0, 5);
-    for (size_t i = 0; v && i < 5 && i < v->u.arr.n; i++) CHECK_STR(v->u.arr.items[i].u.s.ptr, want[i]);
+    for (size_t i = 0; v && i < 5 && i < v->u.arr.n; i++)
+        CHECK_STR(v->u.arr.items[i].u.s.ptr, want[i]);
     v = basalt_record_attr(find(recs, n, "r"), BASALT_ATTR_EVALUATORS);
     CHECK(v && v->u.arr.n == 2);
     release_all(recs, n);
@@ -285,14 +287,15 @@ static void test_dynamic_identity_reaches_root_and_later_spans(void) {
 }
 
 /* Several threads, each with its own thread-local current context. */
-#define THREADS 4
+#define THREADS           4
 #define TRACES_PER_THREAD 500
 
 static void *worker(void *arg) {
     char slug[16];
     snprintf(slug, sizeof slug, "t%d", (int)(intptr_t)arg);
     for (int i = 0; i < TRACES_PER_THREAD; i++) {
-        basalt_trace_opts t = {.name = "root", .feature_slug = slug, .parent = basalt_ctx_current()};
+        basalt_trace_opts t = {
+            .name = "root", .feature_slug = slug, .parent = basalt_ctx_current()};
         basalt_ctx *rc = NULL;
         basalt_span *root = basalt_trace_start(&t, &rc, NULL);
         basalt_ctx *prev = basalt_ctx_attach(rc);
@@ -308,8 +311,10 @@ static void *worker(void *arg) {
 static void test_threads_keep_separate_contexts(void) {
     setup();
     pthread_t th[THREADS];
-    for (int i = 0; i < THREADS; i++) pthread_create(&th[i], NULL, worker, (void *)(intptr_t)i);
-    for (int i = 0; i < THREADS; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < THREADS; i++)
+        pthread_create(&th[i], NULL, worker, (void *)(intptr_t)i);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
     size_t total = (size_t)THREADS * TRACES_PER_THREAD * 2;
     CHECK_INT(basalt_memory_exporter_count(mem), total);
     const basalt_span_record **recs = malloc(sizeof *recs * total);

@@ -20,7 +20,8 @@ static uint64_t span_u64(void) {
     uint8_t id[8];
     basalt_new_span_id(id);
     uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v = (v << 8) | id[i];
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | id[i];
     return v;
 }
 
@@ -43,17 +44,20 @@ static void test_ids_are_nonzero_lowercase_hex(void) {
 
 static void test_span_ids_do_not_repeat(void) {
     uint64_t *v = malloc(sizeof *v * N);
-    for (int i = 0; i < N; i++) v[i] = span_u64();
+    for (int i = 0; i < N; i++)
+        v[i] = span_u64();
     qsort(v, N, sizeof *v, cmp_u64);
     int dups = 0;
-    for (int i = 1; i < N; i++) dups += v[i] == v[i - 1];
+    for (int i = 1; i < N; i++)
+        dups += v[i] == v[i - 1];
     CHECK_INT(dups, 0);
     free(v);
 }
 
 static void *first_ids(void *out) {
     uint64_t *o = out;
-    for (int i = 0; i < 4; i++) o[i] = span_u64();
+    for (int i = 0; i < 4; i++)
+        o[i] = span_u64();
     return NULL;
 }
 
@@ -74,12 +78,14 @@ static void test_forked_child_does_not_replay_the_parent(void) {
     pid_t pid = fork();
     if (pid == 0) {
         uint64_t v[4];
-        for (int i = 0; i < 4; i++) v[i] = span_u64();
+        for (int i = 0; i < 4; i++)
+            v[i] = span_u64();
         ssize_t w = write(fds[1], v, sizeof v);
         _exit(w == (ssize_t)sizeof v ? 0 : 1);
     }
     uint64_t mine[4], child[4];
-    for (int i = 0; i < 4; i++) mine[i] = span_u64();
+    for (int i = 0; i < 4; i++)
+        mine[i] = span_u64();
     CHECK(read(fds[0], child, sizeof child) == (ssize_t)sizeof child);
     int status = 0;
     waitpid(pid, &status, 0);

@@ -12,12 +12,14 @@
 #include <stdlib.h>
 
 #define THREADS 4
-#define TRACES 500
+#define TRACES  500
 
 static const char *script =
     "local basalt = require('basalt')\n"
     "local tag = ...\n"
-    "for i = 1, " "500" " do\n"
+    "for i = 1, "
+    "500"
+    " do\n"
     "  basalt.start_observe({ name = 'root-' .. tag, feature_slug = tag,\n"
     "      identity = { user = { id = tag .. '-' .. i } } }, function()\n"
     "    basalt.observe({ name = 'child-' .. tag, kind = 'retrieval' }, function(s)\n"
@@ -96,7 +98,8 @@ static void test_states_in_threads_keep_their_own_context(void) {
     }
     CHECK_INT(mismatched, 0);
     CHECK_INT(orphans, 0);
-    for (size_t i = 0; i < n; i++) basalt_record_release(recs[i]);
+    for (size_t i = 0; i < n; i++)
+        basalt_record_release(recs[i]);
     free(recs);
 
     basalt_stats st;

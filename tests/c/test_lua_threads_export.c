@@ -16,8 +16,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#define THREADS 4
-#define TRACES 400
+#define THREADS         4
+#define TRACES          400
 #define SPANS_PER_TRACE 3
 
 static const char *script =
@@ -29,7 +29,8 @@ static const char *script =
     "    basalt.observe({ name = 'child-' .. tag, kind = 'tool' }, function(s)\n"
     "      s:set_attribute('i', i)\n"
     "      local co = coroutine.wrap(function()\n"
-    "        basalt.observe('co-' .. tag, function(c) c:set_attribute('i', i); coroutine.yield() end)\n"
+    "        basalt.observe('co-' .. tag, function(c) c:set_attribute('i', i); coroutine.yield() "
+    "end)\n"
     "      end)\n"
     "      co(); co()\n"
     "    end)\n"
@@ -75,7 +76,8 @@ static size_t read_records(const char *file, size_t *total, size_t per_tag[THREA
         const char *name = cJSON_GetStringValue(cJSON_GetObjectItem(j, "name"));
         const char *sid = cJSON_GetStringValue(cJSON_GetObjectItem(j, "span_id"));
         const cJSON *attrs = cJSON_GetObjectItem(j, "attributes");
-        const char *slug = cJSON_GetStringValue(cJSON_GetObjectItem(attrs, BASALT_ATTR_FEATURE_SLUG));
+        const char *slug =
+            cJSON_GetStringValue(cJSON_GetObjectItem(attrs, BASALT_ATTR_FEATURE_SLUG));
         const char *tag = name ? strrchr(name, '-') : NULL;
         int t = tag && tag[1] == 't' ? atoi(tag + 2) : -1;
         if (t >= 0 && t < THREADS) per_tag[t]++;
@@ -99,7 +101,8 @@ static size_t read_records(const char *file, size_t *total, size_t per_tag[THREA
         qsort(ids, n, sizeof *ids, cmp_str);
         for (size_t i = 0; i < n; i++)
             if (i == 0 || strcmp(ids[i], ids[i - 1]) != 0) distinct++;
-        for (size_t i = 0; i < n; i++) free(ids[i]);
+        for (size_t i = 0; i < n; i++)
+            free(ids[i]);
         free(ids);
     }
     return distinct;
@@ -169,7 +172,8 @@ static void test_states_in_threads_export_concurrently_without_loss(void) {
     CHECK_INT(got, total);
     CHECK_INT(distinct, total);
     CHECK_INT(mismatched, 0);
-    for (int i = 0; i < THREADS; i++) CHECK_INT(per_tag[i], (size_t)TRACES * SPANS_PER_TRACE);
+    for (int i = 0; i < THREADS; i++)
+        CHECK_INT(per_tag[i], (size_t)TRACES * SPANS_PER_TRACE);
     unlink(s.out);
 }
 

@@ -53,9 +53,9 @@ typedef struct basalt_exporter_ops {
 /* Base of every exporter; concrete exporters embed it first. */
 struct basalt_exporter {
     const basalt_exporter_ops *ops;
-    bool synchronous;      /* export at span end on the caller's thread (memory, console) */
-    _Atomic int refcount;  /* a memory exporter is shared with Lua handles */
-    _Atomic bool abort;    /* set by shutdown deadlines: give up in-flight work now */
+    bool synchronous;     /* export at span end on the caller's thread (memory, console) */
+    _Atomic int refcount; /* a memory exporter is shared with Lua handles */
+    _Atomic bool abort;   /* set by shutdown deadlines: give up in-flight work now */
     basalt_exporter_counters counters;
 };
 
@@ -94,11 +94,11 @@ typedef struct basalt_otlp_config {
      * OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT + "/v1/traces",
      * then https://otel.getbasalt.ai/v1/traces when api_key is set. */
     const char *endpoint;
-    const char *api_key;          /* sent as authorization: Bearer only to Basalt endpoints */
-    const char *const *headers;   /* NULL-terminated "name: value" strings, or NULL;
-                                     OTEL_EXPORTER_OTLP_HEADERS is added for OTEL_* endpoints */
-    uint32_t timeout_ms;          /* per HTTP request; 0 = 10000 */
-    int compression;              /* 0 unset (OTEL_EXPORTER_OTLP_COMPRESSION), 1 none, 2 gzip */
+    const char *api_key;        /* sent as authorization: Bearer only to Basalt endpoints */
+    const char *const *headers; /* NULL-terminated "name: value" strings, or NULL;
+                                   OTEL_EXPORTER_OTLP_HEADERS is added for OTEL_* endpoints */
+    uint32_t timeout_ms;        /* per HTTP request; 0 = 10000 */
+    int compression;            /* 0 unset (OTEL_EXPORTER_OTLP_COMPRESSION), 1 none, 2 gzip */
 } basalt_otlp_config;
 
 /* True when an OTLP endpoint is known from the environment or an API key is given

@@ -14,29 +14,29 @@ typedef struct basalt_http_client basalt_http_client;
 
 /* One request. Headers are "Name: value" strings (CR/LF rejected). */
 typedef struct basalt_http_request {
-    const char *method;            /* "GET", "POST" */
+    const char *method; /* "GET", "POST" */
     const char *url;
-    const char *const *headers;    /* NULL-terminated, or NULL */
-    const void *body;              /* may be NULL */
+    const char *const *headers; /* NULL-terminated, or NULL */
+    const void *body;           /* may be NULL */
     size_t body_len;
-    bool gzip;                     /* compress body, add Content-Encoding: gzip */
-    uint32_t connect_timeout_ms;   /* 0 = 10000 */
-    uint32_t timeout_ms;           /* total, 0 = 30000 */
-    uint64_t deadline_ns;          /* absolute monotonic; 0 = none; aborts past it */
-    const _Atomic bool *abort;     /* aborts when it becomes true; may be NULL */
-    size_t max_response_bytes;     /* body read cap; 0 = 4 MiB */
+    bool gzip;                   /* compress body, add Content-Encoding: gzip */
+    uint32_t connect_timeout_ms; /* 0 = 10000 */
+    uint32_t timeout_ms;         /* total, 0 = 30000 */
+    uint64_t deadline_ns;        /* absolute monotonic; 0 = none; aborts past it */
+    const _Atomic bool *abort;   /* aborts when it becomes true; may be NULL */
+    size_t max_response_bytes;   /* body read cap; 0 = 4 MiB */
 } basalt_http_request;
 
 /* What came back. */
 typedef struct basalt_http_response {
-    long status;              /* HTTP status, 0 when no response */
-    basalt_buf body;          /* capped at max_response_bytes */
-    char content_type[128];   /* "" when absent */
-    int64_t retry_after_ms;   /* from Retry-After (seconds or HTTP date); -1 when absent */
-    bool transport_error;     /* no HTTP response (connect, DNS, reset, timeout) */
-    bool timed_out;           /* timeout or deadline passed */
-    bool aborted;             /* the abort flag was raised */
-    char error[256];          /* human-readable cause when transport_error */
+    long status;            /* HTTP status, 0 when no response */
+    basalt_buf body;        /* capped at max_response_bytes */
+    char content_type[128]; /* "" when absent */
+    int64_t retry_after_ms; /* from Retry-After (seconds or HTTP date); -1 when absent */
+    bool transport_error;   /* no HTTP response (connect, DNS, reset, timeout) */
+    bool timed_out;         /* timeout or deadline passed */
+    bool aborted;           /* the abort flag was raised */
+    char error[256];        /* human-readable cause when transport_error */
 } basalt_http_response;
 
 /* A new client (curl_global_init is done once, thread-safely). NULL on OOM. */

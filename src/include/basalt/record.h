@@ -42,9 +42,9 @@ typedef struct basalt_span_record {
     uint8_t trace_id[16];
     uint8_t span_id[8];
     uint8_t parent_span_id[8];
-    bool has_parent;       /* parent_span_id is meaningful */
-    bool parent_is_remote; /* the parent came from an extracted traceparent */
-    uint8_t trace_flags;   /* W3C flags; 0x01 = sampled */
+    bool has_parent;         /* parent_span_id is meaningful */
+    bool parent_is_remote;   /* the parent came from an extracted traceparent */
+    uint8_t trace_flags;     /* W3C flags; 0x01 = sampled */
     const char *trace_state; /* W3C tracestate or NULL */
 
     const char *name;

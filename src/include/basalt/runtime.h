@@ -17,21 +17,21 @@ extern "C" {
  * unset fields come from the environment, then defaults (an explicit field
  * always beats its environment variable). Strings are copied. */
 typedef struct basalt_config {
-    const char *api_key; /* BASALT_API_KEY */
-    const char *api_url; /* BASALT_API_URL, then https://api.getbasalt.ai */
-    uint32_t api_timeout_ms; /* 0 = 30000 */
+    const char *api_key;         /* BASALT_API_KEY */
+    const char *api_url;         /* BASALT_API_URL, then https://api.getbasalt.ai */
+    uint32_t api_timeout_ms;     /* 0 = 30000 */
     const char *service_name;    /* BASALT_SERVICE_NAME / OTEL_SERVICE_NAME, then "basalt-lua" */
     const char *service_version; /* library version when unset */
     const char *environment;     /* BASALT_ENVIRONMENT */
-    int enabled;                 /* -1/0 unset (env BASALT_TELEMETRY_ENABLED, default on), 1 on, 2 off */
+    int enabled; /* -1/0 unset (env BASALT_TELEMETRY_ENABLED, default on), 1 on, 2 off */
     /* Exporters: when exporters_set, exactly these (retained; may be empty);
      * otherwise the default: OTLP when an API key or an OTLP endpoint variable is
      * known, else the console exporter. */
     bool exporters_set;
     basalt_exporter *const *exporters;
     size_t nexporters;
-    bool batch_set;            /* when false: defaults + OTEL_BSP_* */
-    basalt_batch_config batch; /* batching of non-synchronous exporters */
+    bool batch_set;                /* when false: defaults + OTEL_BSP_* */
+    basalt_batch_config batch;     /* batching of non-synchronous exporters */
     const char *const *evaluators; /* global evaluators, propagating */
     size_t nevaluators;
     const basalt_kv *metadata; /* global metadata -> basalt.meta.<key> */
@@ -40,9 +40,10 @@ typedef struct basalt_config {
     double sample_rate;
     basalt_policy_fn policy; /* process-wide sampling policy of a C host */
     void *policy_ud;
-    int trace_content;        /* -1/0 unset (env BASALT_TRACE_CONTENT, TRACELOOP_TRACE_CONTENT), 1 on, 2 off */
-    double prompt_cache_ttl_s;    /* 0 = 300 */
-    double prompt_fallback_ttl_s; /* 0 = 86400 */
+    int trace_content; /* -1/0 unset (env BASALT_TRACE_CONTENT, TRACELOOP_TRACE_CONTENT), 1 on, 2
+                          off */
+    double prompt_cache_ttl_s;       /* 0 = 300 */
+    double prompt_fallback_ttl_s;    /* 0 = 86400 */
     const basalt_kv *resource_attrs; /* extra resource attributes (win over defaults) */
     size_t nresource_attrs;
 } basalt_config;

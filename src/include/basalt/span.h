@@ -61,24 +61,24 @@ typedef basalt_policy_result (*basalt_policy_fn)(void *ud, const basalt_policy_i
 
 /* Options of a Basalt root or nested trace span (start_observe). */
 typedef struct basalt_trace_opts {
-    const char *name;                     /* required, trimmed, non-blank */
-    const char *feature_slug;             /* required, trimmed, non-blank */
-    const basalt_identity *identity;      /* NULL: inherit */
-    const basalt_experiment *experiment;  /* NULL: inherit */
-    const char *const *evaluators;        /* this span's own evaluators */
+    const char *name;                    /* required, trimmed, non-blank */
+    const char *feature_slug;            /* required, trimmed, non-blank */
+    const basalt_identity *identity;     /* NULL: inherit */
+    const basalt_experiment *experiment; /* NULL: inherit */
+    const char *const *evaluators;       /* this span's own evaluators */
     size_t nevaluators;
-    bool has_sample_rate;                 /* evaluation_config.sample_rate given */
+    bool has_sample_rate; /* evaluation_config.sample_rate given */
     double sample_rate;
-    const char *evaluation_config_json;   /* written as basalt.span.evaluation.config */
-    const basalt_ctx *parent;             /* NULL: the empty context */
-    basalt_policy_fn policy;              /* overrides the configured policy when set */
+    const char *evaluation_config_json; /* written as basalt.span.evaluation.config */
+    const basalt_ctx *parent;           /* NULL: the empty context */
+    basalt_policy_fn policy;            /* overrides the configured policy when set */
     void *policy_ud;
 } basalt_trace_opts;
 
 /* Options of a child span (observe). */
 typedef struct basalt_span_opts {
-    const char *name; /* required, trimmed, non-blank */
-    basalt_kind kind; /* not BASALT_KIND_TRACE */
+    const char *name;                /* required, trimmed, non-blank */
+    basalt_kind kind;                /* not BASALT_KIND_TRACE */
     const basalt_identity *identity; /* applies to this span and its subtree */
     const char *const *evaluators;   /* this span's own evaluators */
     size_t nevaluators;
@@ -103,13 +103,13 @@ BASALT_API basalt_span *basalt_span_start(const basalt_span_opts *opts, basalt_c
  * global metadata are applied to it, as the Basalt span processors do for every
  * span. */
 typedef struct basalt_raw_span_opts {
-    const char *name;           /* required, non-empty */
-    basalt_otel_kind kind;      /* BASALT_OTEL_UNSPECIFIED means INTERNAL */
-    const char *scope_name;     /* NULL: basalt.observability */
-    const char *scope_version;  /* may be NULL */
-    const basalt_kv *attrs;     /* set at start (copied) */
+    const char *name;          /* required, non-empty */
+    basalt_otel_kind kind;     /* BASALT_OTEL_UNSPECIFIED means INTERNAL */
+    const char *scope_name;    /* NULL: basalt.observability */
+    const char *scope_version; /* may be NULL */
+    const basalt_kv *attrs;    /* set at start (copied) */
     size_t nattrs;
-    const basalt_ctx *parent;   /* NULL: a new trace */
+    const basalt_ctx *parent; /* NULL: a new trace */
 } basalt_raw_span_opts;
 
 /* Starts a plain span. Returns NULL when the runtime is disabled (a no-op) or
@@ -170,8 +170,8 @@ BASALT_API void basalt_span_set_status(basalt_span *s, basalt_status_code code,
 BASALT_API void basalt_span_add_event(basalt_span *s, const char *name, const basalt_kv *attrs,
                                       size_t n);
 /* Records an exception event and sets status ERROR "<type>: <message>". */
-BASALT_API void basalt_span_record_exception(basalt_span *s, const char *type,
-                                             const char *message, const char *stacktrace);
+BASALT_API void basalt_span_record_exception(basalt_span *s, const char *type, const char *message,
+                                             const char *stacktrace);
 
 /* basalt.set_identity: writes the context's current span and its trace's root,
  * and every span started later in that trace inherits it (unless an inner
