@@ -81,6 +81,7 @@ static int finish_block(lua_State *L, int status, lua_KContext k) {
         return lua_error(L);
     }
     end_block(h);
+    lb_log_drain(L);
     return lua_gettop(L) - (hidx + 1);
 }
 
@@ -367,6 +368,7 @@ static int observe_impl(lua_State *L, int root, int opts, int fn_idx, int args, 
         o.parent = flow->cur;
         span = basalt_span_start(&o, &ctx, &err);
     }
+    lb_log_drain(L); /* e.g. the outside-a-trace warning, before the block runs */
     if (span == NULL) {
         if (err.message[0]) luaL_error(L, "%s", err.message);
         lua_settop(L, top);

@@ -515,6 +515,7 @@ static int l_describe(lua_State *L) {
     basalt_buf out = {0};
     basalt_prompt_error err;
     bool ok = basalt_prompts_describe(client, slug, version, tag, lb_flow_get(L)->cur, &out, &err);
+    lb_log_drain(L);
     return push_json_result(L, &out, ok, &err);
 }
 
@@ -526,6 +527,7 @@ static int l_list(lua_State *L) {
     basalt_buf out = {0};
     basalt_prompt_error err;
     bool ok = basalt_prompts_list(client, feature_slug, lb_flow_get(L)->cur, &out, &err);
+    lb_log_drain(L);
     return push_json_result(L, &out, ok, &err);
 }
 

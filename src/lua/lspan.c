@@ -31,6 +31,7 @@ lb_span *lb_push_span(lua_State *L, basalt_span *span) {
 /* Methods return the handle so calls chain. */
 static int self_ret(lua_State *L) {
     lua_settop(L, 1);
+    lb_log_drain(L); /* a warning this call raised reaches the logger now */
     return 1;
 }
 #define RETURN_SELF return self_ret(L)

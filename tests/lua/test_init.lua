@@ -68,6 +68,18 @@ T.test("the logger receives warnings as (level, message)", function()
   T.truthy(got[1][2]:find("function", 1, true), got[1][2])
 end)
 
+T.test("a warning reaches the logger as soon as the call that raised it returns", function()
+  local got = {}
+  basalt.init { exporters = { basalt.memory_exporter() }, logger = function(l, m) got[#got + 1] = l .. ":" .. m end }
+  basalt.observe("outside", function() end)
+  T.eq(#got, 1)
+  T.truthy(got[1]:find("outside a Basalt trace", 1, true), got[1])
+  basalt.start_observe({ name = "r", feature_slug = "f" }, function(s)
+    s:set_input { f = print }
+    T.eq(#got, 2, "delivered before the block goes on")
+  end)
+end)
+
 T.test("a logger that raises does not break the program", function()
   local mem = basalt.memory_exporter()
   basalt.init { exporters = { mem }, logger = function() error("logger down") end }
