@@ -71,12 +71,10 @@ end)
 T.test("a warning reaches the logger as soon as the call that raised it returns", function()
   local got = {}
   basalt.init { exporters = { basalt.memory_exporter() }, logger = function(l, m) got[#got + 1] = l .. ":" .. m end }
-  basalt.observe("outside", function() end)
-  T.eq(#got, 1)
-  T.truthy(got[1]:find("outside a Basalt trace", 1, true), got[1])
   basalt.start_observe({ name = "r", feature_slug = "f" }, function(s)
-    s:set_input { f = print }
-    T.eq(#got, 2, "delivered before the block goes on")
+    s:set_input { co = coroutine.create(print) } -- a thread cannot be serialised: one warning
+    T.eq(#got, 1, "delivered before the block goes on")
+    T.truthy(got[1]:find("thread", 1, true), got[1])
   end)
 end)
 
