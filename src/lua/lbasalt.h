@@ -26,11 +26,16 @@ typedef struct lb_flow {
 } lb_flow;
 
 /* A span handle. A block handle also remembers what to restore on exit. */
+/* Marks an lb_span block: with the block's size it identifies a handle without
+ * fetching its metatable (span methods are the hottest calls of the binding). */
+#define LB_SPAN_MAGIC 0x5370616eu /* "Span" */
+
 typedef struct lb_span {
     basalt_span *span; /* owned reference, NULL for the no-op handle */
     basalt_ctx *prev;  /* block handles: the context to restore (owned) */
     lb_flow *flow;     /* block handles: the coroutine's slot (valid while it runs) */
     int active;        /* block still running */
+    unsigned magic;    /* LB_SPAN_MAGIC */
 } lb_span;
 
 /* ---- argument errors ---- */

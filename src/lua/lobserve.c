@@ -186,11 +186,11 @@ static void gather_fields(lua_State *L, int opts, obs_fields *f) {
             slot = field_slot(f, k, len);
         }
         if (slot) {
-            lua_pushvalue(L, -1);
-            lua_insert(L, -3); /* the copy stays below the iteration key */
-            *slot = lua_gettop(L) - 2;
+            lua_insert(L, -2); /* the value stays, below the iteration key */
+            *slot = lua_gettop(L) - 1;
+        } else {
+            lua_pop(L, 1);
         }
-        lua_pop(L, 1);
     }
 }
 

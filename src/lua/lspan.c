@@ -8,9 +8,10 @@
 /* Upvalue 1 of every method is the metatable, for a fast type check. */
 static lb_span *check_span(lua_State *L) {
     lb_span *h = lua_touserdata(L, 1);
-    if (h == NULL || !lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(1)))
+    /* Only lb_push_span makes full userdata of this size with this mark (a
+     * script cannot write userdata memory), so no metatable lookup is needed. */
+    if (h == NULL || lua_rawlen(L, 1) != sizeof *h || h->magic != LB_SPAN_MAGIC)
         luaL_typeerror(L, 1, LB_SPAN_MT);
-    lua_pop(L, 1);
     return h;
 }
 
@@ -23,6 +24,7 @@ lb_span *lb_push_span(lua_State *L, basalt_span *span) {
     h->prev = NULL;
     h->flow = NULL;
     h->active = 0;
+    h->magic = LB_SPAN_MAGIC;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &SPAN_MT_KEY);
     lua_setmetatable(L, -2);
     return h;
