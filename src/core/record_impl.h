@@ -38,7 +38,11 @@ typedef struct record_impl {
     char arena[RECORD_INLINE_ARENA];
 } record_impl;
 
-/* Storage of record blocks, recycled across threads (record_pool.c). */
+/* Recycled storage (record_pool.c): records, and the engine's live spans.
+ * Blocks of one kind always have the same size. */
+enum { BLOCK_RECORD = 0, BLOCK_SPAN = 1, BLOCK_KINDS = 2 };
+void *block_alloc(int kind, size_t size);
+void block_free(int kind, void *p);
 void *record_block_alloc(void);
 void record_block_free(void *p);
 

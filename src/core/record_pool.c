@@ -1,9 +1,11 @@
-/* Recycled record blocks. A record is usually allocated by the application
- * thread and freed by an export worker; glibc then sends nearly every
- * allocation down its slow path (the freeing thread's cache fills up, the
- * allocating thread's stays empty). Here each thread keeps a small cache
- * (thread-local: no lock) and trades half of it at a time with a shared stack
- * (guarded by pool.lock, a spin lock held for a few pointer moves). */
+/* Recycled blocks of the two objects made per span: records and live spans.
+ * A record is usually allocated by the application thread and freed by an
+ * export worker, and spans are freed in bursts by Lua's garbage collector;
+ * either way glibc sends most allocations down its slow path (one thread's
+ * cache fills up, the other's stays empty). Here each thread keeps a small
+ * cache per kind (thread-local: no lock) and trades half of it at a time with
+ * a shared stack (guarded by that stack's spin lock, held for a few pointer
+ * moves). */
 #include "record_impl.h"
 
 #include <pthread.h>
@@ -17,56 +19,62 @@ typedef struct free_block {
     struct free_block *next;
 } free_block;
 
-static struct {
+typedef struct shared_stack {
     atomic_flag lock;
     free_block *top;
     size_t n;
-} pool = {ATOMIC_FLAG_INIT, NULL, 0};
+} shared_stack;
+
+static shared_stack pools[BLOCK_KINDS] = {{ATOMIC_FLAG_INIT, NULL, 0}, {ATOMIC_FLAG_INIT, NULL, 0}};
 
 typedef struct local_cache {
-    void *blocks[LOCAL_MAX];
-    size_t n;
+    void *blocks[BLOCK_KINDS][LOCAL_MAX];
+    size_t n[BLOCK_KINDS];
 } local_cache;
 
-static _Thread_local local_cache *tl; /* this thread's cache, NULL until first use */
+static _Thread_local local_cache *tl; /* this thread's caches, NULL until first use */
 static pthread_key_t tl_key;
 static pthread_once_t tl_once = PTHREAD_ONCE_INIT;
 
-static void lock(void) {
-    while (atomic_flag_test_and_set_explicit(&pool.lock, memory_order_acquire)) {
+static void lock(shared_stack *p) {
+    while (atomic_flag_test_and_set_explicit(&p->lock, memory_order_acquire)) {
     }
 }
 
-static void unlock(void) {
-    atomic_flag_clear_explicit(&pool.lock, memory_order_release);
+static void unlock(shared_stack *p) {
+    atomic_flag_clear_explicit(&p->lock, memory_order_release);
 }
 
-/* Moves n blocks from the cache to the shared stack (freeing what does not fit). */
-static void give_back(local_cache *c, size_t n) {
-    lock();
-    while (n && pool.n < SHARED_MAX) {
-        free_block *b = c->blocks[--c->n];
-        b->next = pool.top;
-        pool.top = b;
-        pool.n++;
+/* Moves n blocks of kind k from the cache to its shared stack (freeing what
+ * does not fit). */
+static void give_back(local_cache *c, int k, size_t n) {
+    shared_stack *p = &pools[k];
+    lock(p);
+    while (n && p->n < SHARED_MAX) {
+        free_block *b = c->blocks[k][--c->n[k]];
+        b->next = p->top;
+        p->top = b;
+        p->n++;
         n--;
     }
-    unlock();
+    unlock(p);
     while (n--)
-        free(c->blocks[--c->n]);
+        free(c->blocks[k][--c->n[k]]);
 }
 
-/* Thread exit: the cache's blocks go back to the shared stack. */
-static void cache_destroy(void *p) {
-    local_cache *c = p;
-    give_back(c, c->n);
+/* Thread exit: the cache's blocks go back to the shared stacks. */
+static void cache_destroy(void *v) {
+    local_cache *c = v;
+    for (int k = 0; k < BLOCK_KINDS; k++)
+        give_back(c, k, c->n[k]);
     free(c);
 }
 
 /* A forked child has one thread: a lock held by another thread of the parent
  * at fork time must not stay held. */
 static void child_after_fork(void) {
-    atomic_flag_clear(&pool.lock);
+    for (int k = 0; k < BLOCK_KINDS; k++)
+        atomic_flag_clear(&pools[k].lock);
 }
 
 static void tl_init(void) {
@@ -82,28 +90,37 @@ static local_cache *cache(void) {
     return tl;
 }
 
-void *record_block_alloc(void) {
+void *block_alloc(int k, size_t size) {
     local_cache *c = cache();
-    if (c && c->n == 0 && pool.top) { /* unlocked peek: only a hint */
-        lock();
-        while (c->n < LOCAL_MAX / 2 && pool.top) {
-            free_block *b = pool.top;
-            pool.top = b->next;
-            pool.n--;
-            c->blocks[c->n++] = b;
+    shared_stack *p = &pools[k];
+    if (c && c->n[k] == 0 && p->top) { /* unlocked peek: only a hint */
+        lock(p);
+        while (c->n[k] < LOCAL_MAX / 2 && p->top) {
+            free_block *b = p->top;
+            p->top = b->next;
+            p->n--;
+            c->blocks[k][c->n[k]++] = b;
         }
-        unlock();
+        unlock(p);
     }
-    if (c && c->n) return c->blocks[--c->n];
-    return malloc(sizeof(record_impl));
+    if (c && c->n[k]) return c->blocks[k][--c->n[k]];
+    return malloc(size);
+}
+
+void block_free(int k, void *b) {
+    local_cache *c = cache();
+    if (c == NULL) {
+        free(b);
+        return;
+    }
+    if (c->n[k] == LOCAL_MAX) give_back(c, k, LOCAL_MAX / 2);
+    c->blocks[k][c->n[k]++] = b;
+}
+
+void *record_block_alloc(void) {
+    return block_alloc(BLOCK_RECORD, sizeof(record_impl));
 }
 
 void record_block_free(void *p) {
-    local_cache *c = cache();
-    if (c == NULL) {
-        free(p);
-        return;
-    }
-    if (c->n == LOCAL_MAX) give_back(c, LOCAL_MAX / 2);
-    c->blocks[c->n++] = p;
+    block_free(BLOCK_RECORD, p);
 }

@@ -142,7 +142,7 @@ void basalt_span_release(basalt_span *s) {
     if (s->rec) basalt_record_release(&s->rec->pub); /* never ended: nothing exported */
     prop_release(s->ctx.p);
     pipeline_release(s->pl);
-    free(s);
+    block_free(BLOCK_SPAN, s);
 }
 
 /* ---- helpers -------------------------------------------------------------------- */
@@ -165,11 +165,11 @@ static void set_error(basalt_error *err, const char *msg) {
 }
 
 static basalt_span *span_alloc(pipeline *pl, basalt_kind kind, const char *name, size_t name_len) {
-    basalt_span *s = malloc(sizeof *s);
+    basalt_span *s = block_alloc(BLOCK_SPAN, sizeof *s);
     if (s == NULL) return NULL;
     record_impl *rec = record_new();
     if (rec == NULL) {
-        free(s);
+        block_free(BLOCK_SPAN, s);
         return NULL;
     }
     memset(s, 0, sizeof *s);
