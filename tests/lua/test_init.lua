@@ -97,6 +97,56 @@ T.test("wrong option types raise naming the field", function()
   T.raises("bad argument #1 to 'init'", basalt.init, 42)
 end)
 
+-- Runs a script in a child process of the host with extra environment; returns its output.
+local function run_child(env, code)
+  local script = os.tmpname()
+  local f = assert(io.open(script, "w"))
+  f:write(code)
+  f:close()
+  local p = assert(io.popen(env .. " '" .. os.getenv("BASALT_HOST") .. "' " .. script .. " 2>&1"))
+  local out = p:read("a")
+  p:close()
+  os.remove(script)
+  return out
+end
+
+local CONTENT_PROBE = [[
+  local basalt = require("basalt")
+  local mem = basalt.memory_exporter()
+  basalt.init { exporters = { mem } %s }
+  basalt.start_observe({ name = "r", feature_slug = "f" }, function(s) s:set_input("secret"):set_metadata { m = 1 } end)
+  local a = mem:find("r").attributes
+  print("input=" .. tostring(a["basalt.span.input"]) .. " metadata=" .. tostring(a["basalt.metadata"]))
+]]
+
+T.test("BASALT_TRACE_CONTENT and TRACELOOP_TRACE_CONTENT gate content; init beats them", function()
+  local out = run_child("BASALT_TRACE_CONTENT=false", CONTENT_PROBE:format(""))
+  T.truthy(out:find("input=nil metadata={\"m\":1}", 1, true), out)
+  out = run_child("TRACELOOP_TRACE_CONTENT=off", CONTENT_PROBE:format(""))
+  T.truthy(out:find("input=nil", 1, true), out)
+  out = run_child("BASALT_TRACE_CONTENT=false", CONTENT_PROBE:format(", trace_content = true"))
+  T.truthy(out:find("input=secret", 1, true), out)
+  out = run_child("", CONTENT_PROBE:format(""))
+  T.truthy(out:find("input=secret", 1, true), out)
+end)
+
+T.test("BASALT_TELEMETRY_ENABLED=false makes every span a no-op; BASALT_SAMPLE_RATE sets the rate", function()
+  local out = run_child("BASALT_TELEMETRY_ENABLED=false", [[
+    local basalt = require("basalt")
+    print("recording=" .. tostring(basalt.start_observe({ name = "r", feature_slug = "f" },
+      function(s) return s:is_recording() end)))
+  ]])
+  T.truthy(out:find("recording=false", 1, true), out)
+  out = run_child("BASALT_SAMPLE_RATE=1.0", [[
+    local basalt = require("basalt")
+    local mem = basalt.memory_exporter()
+    basalt.init { exporters = { mem } }
+    basalt.start_observe({ name = "r", feature_slug = "f" }, function() end)
+    print("should_evaluate=" .. tostring(mem:find("r").attributes["basalt.span.should_evaluate"]))
+  ]])
+  T.truthy(out:find("should_evaluate=true", 1, true), out)
+end)
+
 T.test("a program that never calls init gets the default runtime at first use", function()
   -- Run in a fresh process: the default is the console exporter printing a tree.
   local host = os.getenv("BASALT_HOST")
