@@ -275,16 +275,7 @@ static int resolve_identity(lua_State *L, int ident_idx, int args, int nargs,
 /* opts.evaluators -> C array (strings held by the list left on the stack). */
 static size_t resolve_evaluators(lua_State *L, int evals_idx, const char **out, size_t cap) {
     if (evals_idx == 0) return 0;
-    if (lua_type(L, evals_idx) == LUA_TSTRING) { /* one slug: no list to build */
-        size_t len;
-        const char *s = lua_tolstring(L, evals_idx, &len);
-        lb_parse_evaluators(L, evals_idx); /* validates (blank slugs raise) */
-        lua_pop(L, 1);
-        (void)len;
-        out[0] = s;
-        return 1;
-    }
-    int n = lb_parse_evaluators(L, evals_idx);
+    int n = lb_parse_evaluators(L, evals_idx); /* raises the 10.1 errors */
     size_t k = 0;
     for (int i = 1; i <= n && k < cap; i++) {
         lua_rawgeti(L, -1, i);
