@@ -202,7 +202,13 @@ static size_t parse_metadata(lua_State *L, int opts, int keep, basalt_kv *out, s
     int m = lua_gettop(L);
     size_t n = 0;
     lua_pushnil(L);
-    while (lua_next(L, m) && n < cap) {
+    while (lua_next(L, m)) {
+        if (n == cap) {
+            basalt_log_once(BASALT_LOG_WARN, "init: only the first %zu metadata entries are used",
+                            cap);
+            lua_pop(L, 2);
+            break;
+        }
         if (lua_type(L, -2) == LUA_TSTRING) {
             out[n].key = lua_tostring(L, -2);
             int t = lua_type(L, -1);
@@ -317,12 +323,12 @@ static int l_init(lua_State *L) {
     lua_pop(L, 1);
     cfg.evaluators = evals;
     cfg.nevaluators = (size_t)(ne < 64 ? ne : 64);
+    if (ne > 64)
+        basalt_log_once(BASALT_LOG_WARN, "init: only the first 64 global evaluators are used");
 
     basalt_kv meta[128];
     cfg.metadata = meta;
     cfg.nmetadata = parse_metadata(L, opts, keep, meta, 128);
-
-    lb_policy_configure(L, opts); /* validates sampling_policy / policy_instruction_limit */
 
     basalt_exporter *exps[MAX_CFG_EXPORTERS];
     if (field(L, opts, "exporters") != LUA_TNIL) {
@@ -335,6 +341,8 @@ static int l_init(lua_State *L) {
                                              "recorded and discarded");
     }
     warn_unknown_fields(L, opts);
+    /* Last of the checks, because it also installs the policy for this state. */
+    lb_policy_configure(L, opts);
 
     lb_log_drain(L); /* what the old logger still has to say goes to it */
     set_logger(L, logger_idx);
