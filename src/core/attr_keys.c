@@ -91,6 +91,7 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void build(void) {
     _Static_assert(NKEYS < 255 && NKEYS * 2 < NSLOTS, "key table too small");
+    _Static_assert(NKEYS <= 128, "record_impl.known_set holds 128 bits");
     for (size_t i = 0; i < NKEYS; i++) {
         size_t n = strlen(known[i]);
         if (n >= ATTR_KEY_SLOT) continue; /* never interned */

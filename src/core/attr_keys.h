@@ -14,6 +14,12 @@ typedef struct attr_key_slot {
 /* Bounds of the interned strings (an interned key points inside). */
 extern const char *const attr_keys_begin, *const attr_keys_end;
 
+/* Index of an interned key in the table, or -1 for any other pointer. */
+static inline int attr_key_index(const char *k) {
+    if (k < attr_keys_begin || k >= attr_keys_end) return -1;
+    return (int)((k - attr_keys_begin) / ATTR_KEY_SLOT);
+}
+
 /* Builds the table (idempotent, thread-safe); call before the lookups. */
 void attr_keys_init(void);
 /* The interned copy of key (hash = record_key_hash(key)), or NULL when unknown. */

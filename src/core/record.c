@@ -21,6 +21,7 @@ record_impl *record_new(void) {
     r->overflow = NULL;
     r->arena_used = 0;
     r->keep_fn[0] = r->keep_fn[1] = NULL;
+    r->known_set[0] = r->known_set[1] = 0;
     r->pub.attrs = r->attrs;
     return r;
 }
@@ -190,8 +191,13 @@ void record_set_attr(record_impl *r, const char *key, bool static_key, basalt_va
         }
     }
     const char *k = attr_key_intern(key, h); /* known keys are not copied */
-    if (k == NULL) k = static_key ? key : record_strdup(r, key, strlen(key));
-    if (k == NULL) return;
+    if (k != NULL) {
+        int i = attr_key_index(k);
+        r->known_set[i >> 6] |= 1ull << (i & 63); /* propagated values yield to it */
+    } else {
+        k = static_key ? key : record_strdup(r, key, strlen(key));
+        if (k == NULL) return;
+    }
     r->attrs[r->pub.nattrs].key = k;
     r->attrs[r->pub.nattrs].value = copy;
     r->attr_hashes[r->pub.nattrs] = h;

@@ -30,6 +30,7 @@ typedef struct record_impl {
     basalt_event *events;  /* heap, NULL when none */
     arena_chunk *overflow; /* extra arena chunks */
     size_t arena_used;
+    uint64_t known_set[2]; /* bit i: known key i (attr_keys.c) was set explicitly */
     /* Objects whose strings the record borrows, released with the record. */
     void (*keep_fn[2])(void *);
     void *keep_arg[2];

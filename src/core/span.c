@@ -516,7 +516,10 @@ basalt_ctx *basalt_span_context(basalt_span *s) {
 
 /* Pushes a propagated attribute unless the span wrote that key itself. */
 static void push_prop(record_impl *rec, uint32_t own, const char *key, uint32_t h, basalt_value v) {
-    if (own) {
+    int k = attr_key_index(key); /* the engine's keys are interned: one bit test */
+    if (k >= 0) {
+        if (rec->known_set[k >> 6] & (1ull << (k & 63))) return;
+    } else {
         for (uint32_t i = 0; i < own; i++)
             if (rec->attr_hashes[i] == h && strcmp(rec->attrs[i].key, key) == 0) return;
     }
