@@ -25,7 +25,7 @@ void basalt_set_logger(basalt_log_fn fn, void *ud) {
     pthread_mutex_unlock(&log_lock);
 }
 
-static const char *level_name(basalt_log_level level) {
+const char *basalt_log_level_name(basalt_log_level level) {
     switch (level) {
     case BASALT_LOG_DEBUG:
         return "debug";
@@ -46,7 +46,7 @@ static void emit(basalt_log_level level, const char *msg) {
     if (fn) {
         fn(ud, level, msg);
     } else if (level >= BASALT_LOG_WARN) {
-        fprintf(stderr, "basalt [%s] %s\n", level_name(level), msg);
+        fprintf(stderr, "basalt [%s] %s\n", basalt_log_level_name(level), msg);
     }
 }
 

@@ -61,19 +61,6 @@ static lua_State *main_thread(lua_State *L) {
     return m;
 }
 
-static const char *level_name(basalt_log_level l) {
-    switch (l) {
-    case BASALT_LOG_DEBUG:
-        return "debug";
-    case BASALT_LOG_INFO:
-        return "info";
-    case BASALT_LOG_WARN:
-        return "warn";
-    default:
-        return "error";
-    }
-}
-
 void lb_log_drain(lua_State *L) {
     if (!atomic_load_explicit(&q.pending, memory_order_acquire)) return;
     lua_State *m = main_thread(L);
@@ -91,7 +78,7 @@ void lb_log_drain(lua_State *L) {
         pthread_mutex_unlock(&q.lock);
         int top = lua_gettop(L);
         lua_rawgetp(L, LUA_REGISTRYINDEX, &LOGGER_KEY);
-        lua_pushstring(L, level_name(level));
+        lua_pushstring(L, basalt_log_level_name(level));
         lua_pushstring(L, msg);
         free(msg);
         /* A failing logger must not break the program: report on stderr, go on. */

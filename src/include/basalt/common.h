@@ -127,6 +127,8 @@ typedef enum basalt_log_level {
     BASALT_LOG_ERROR
 } basalt_log_level;
 
+/* "debug", "info", "warn" or "error". */
+BASALT_API const char *basalt_log_level_name(basalt_log_level level);
 /* Logs through the configured logger (default: warnings and errors to stderr). */
 BASALT_API void basalt_log(basalt_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
