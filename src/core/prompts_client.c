@@ -558,6 +558,25 @@ bool basalt_prompts_get(basalt_prompts_client *c, const basalt_prompt_get_opts *
 
 /* ---- describe and list ----------------------------------------------------------------------- */
 
+/* describe and list: one traced request whose JSON answer a parser turns into
+ * out; the key copy is wiped and the request span ended whatever happens. */
+typedef bool (*json_parser)(const char *body, size_t len, basalt_buf *out,
+                            basalt_prompt_error *err);
+
+static bool traced_json_call(basalt_prompts_client *c, settings *s, call *cl, basalt_span *span,
+                             const char *operation, const char *const *extra, json_parser parse,
+                             basalt_buf *out, basalt_prompt_error *err) {
+    request_span_start(span, operation, cl, extra);
+    basalt_prompt_error e;
+    memset(&e, 0, sizeof e);
+    bool ok = perform(c, s, cl, &e) && parse(cl->body.data, cl->body.len, out, &e);
+    memset(s->key, 0, sizeof s->key);
+    request_span_end(span, cl, ok, &e);
+    basalt_buf_free(&cl->body);
+    if (!ok && err) *err = e;
+    return ok;
+}
+
 bool basalt_prompts_describe(basalt_prompts_client *c, const char *slug, const char *version,
                              const char *tag, const basalt_ctx *parent, basalt_buf *out,
                              basalt_prompt_error *err) {
@@ -582,16 +601,8 @@ bool basalt_prompts_describe(basalt_prompts_client *c, const char *slug, const c
                            BASALT_ATTR_PROMPT_TAG,
                            tag,
                            NULL};
-    request_span_start(span, "describe", &cl, extra);
-    basalt_prompt_error e;
-    memset(&e, 0, sizeof e);
-    bool ok =
-        perform(c, &s, &cl, &e) && basalt_prompt_parse_describe(cl.body.data, cl.body.len, out, &e);
-    memset(s.key, 0, sizeof s.key);
-    request_span_end(span, &cl, ok, &e);
-    basalt_buf_free(&cl.body);
-    if (!ok && err) *err = e;
-    return ok;
+    return traced_json_call(c, &s, &cl, span, "describe", extra, basalt_prompt_parse_describe, out,
+                            err);
 }
 
 bool basalt_prompts_list(basalt_prompts_client *c, const char *feature_slug,
@@ -610,14 +621,5 @@ bool basalt_prompts_list(basalt_prompts_client *c, const char *feature_slug,
     add_query(cl.full, sizeof cl.full, "featureSlug", feature_slug);
     basalt_span *span = open_span(parent, BASALT_SPAN_PROMPTS_LIST);
     const char *extra[] = {BASALT_META_PROMPT_FEATURE_SLUG, feature_slug, NULL};
-    request_span_start(span, "list", &cl, extra);
-    basalt_prompt_error e;
-    memset(&e, 0, sizeof e);
-    bool ok =
-        perform(c, &s, &cl, &e) && basalt_prompt_parse_list(cl.body.data, cl.body.len, out, &e);
-    memset(s.key, 0, sizeof s.key);
-    request_span_end(span, &cl, ok, &e);
-    basalt_buf_free(&cl.body);
-    if (!ok && err) *err = e;
-    return ok;
+    return traced_json_call(c, &s, &cl, span, "list", extra, basalt_prompt_parse_list, out, err);
 }
