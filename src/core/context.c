@@ -4,6 +4,7 @@
 #include "basalt/ids.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,11 @@ typedef struct pchunk {
 } pchunk;
 
 static char *prop_alloc(prop *p, size_t n) {
+    if (sizeof p->inline_buf - p->inline_used >= n) {
+        char *out = p->inline_buf + p->inline_used;
+        p->inline_used += n;
+        return out;
+    }
     pchunk *c = p->chunks;
     if (c == NULL || c->cap - c->used < n) {
         size_t cap = n > 256 ? n : 256;
@@ -40,8 +46,15 @@ const char *prop_intern(prop *p, const char *s, bool trim) {
         while (len && isspace((unsigned char)s[len - 1]))
             len--;
     }
+    size_t i = 0; /* ASCII, the usual case, needs no repair: eight bytes at a time */
+    for (uint64_t w; i + 8 <= len; i += 8) {
+        memcpy(&w, s + i, 8);
+        if (w & 0x8080808080808080ull) break;
+    }
+    while (i < len && (unsigned char)s[i] < 0x80)
+        i++;
     basalt_buf fixed = {0};
-    if (!basalt_utf8_repair(s, len, &fixed)) {
+    if (i < len && !basalt_utf8_repair(s, len, &fixed)) {
         s = fixed.data;
         len = fixed.len;
     }
@@ -76,8 +89,9 @@ void prop_release(prop *p) {
 }
 
 prop *prop_derive(prop *base) {
-    prop *p = calloc(1, sizeof *p);
+    prop *p = malloc(sizeof *p);
     if (p == NULL) return NULL;
+    memset(p, 0, offsetof(prop, inline_buf)); /* the buffer needs no clearing */
     atomic_init(&p->rc, 1);
     p->should_evaluate = -1;
     if (base) {

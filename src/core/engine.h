@@ -67,6 +67,8 @@ typedef struct prop {
     basalt_prompt_attrs prompt;
     const char *tracestate, *baggage; /* remote W3C state, carried for inject */
     struct pchunk *chunks;            /* owned storage for this prop's strings */
+    size_t inline_used;
+    char inline_buf[128]; /* the first strings (an identity and a slug fit): no malloc */
 } prop;
 
 struct basalt_ctx {

@@ -28,28 +28,44 @@ static inline bool put(basalt_buf *b, const char *s, size_t n) {
 
 #define PUTL(b, lit) put((b), (lit), sizeof(lit) - 1)
 
+/* Whether any of eight bytes needs escaping or checking: < 0x20, >= 0x7f,
+ * '"' or '\\' (a byte equal to c is found as a zero byte of w ^ c). */
+static inline bool needs_care(uint64_t w) {
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
+    uint64_t low = (w - ones * 0x20) & ~w;
+    uint64_t zq = (q - ones) & ~q, zb = (bs - ones) & ~bs;
+    return (((low | zq | zb | w) & highs) | ((w + ones) & highs)) != 0;
+}
+
 /* A JSON string literal. Plain printable ASCII (keys, most values) is copied as
  * is; anything else goes through the escaping and UTF-8 repairing writer. */
 static bool put_str(basalt_buf *b, const char *s, size_t len) {
     if (s == NULL) return PUTL(b, "\"\"");
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0;
-    /* Eight bytes at a time: stop at a word holding a byte that needs care
-     * (< 0x20, >= 0x7f, '"' or '\\'), then finish byte by byte. */
-    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    /* Eight bytes at a time: stop at a word holding a byte that needs care. */
+    bool plain = true;
     while (i + 8 <= len) {
         uint64_t w;
         memcpy(&w, u + i, 8);
-        uint64_t ctrl = (w - ones * 0x20) & ~w;   /* bytes < 0x20 */
-        uint64_t del = (w + ones * 0x01) & highs; /* bytes >= 0x7f */
-        uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
-        uint64_t zq = (q - ones) & ~q, zb = (bs - ones) & ~bs;
-        if (((ctrl | zq | zb) & highs) | del | (w & highs)) break;
+        if (needs_care(w)) {
+            plain = false;
+            break;
+        }
         i += 8;
     }
-    while (i < len && u[i] >= 0x20 && u[i] < 0x7f && u[i] != '"' && u[i] != '\\')
-        i++;
-    if (i < len) return basalt_json_write_string(b, s, len);
+    if (plain && i < len) {
+        if (len >= 8) { /* the last eight bytes, overlapping: one more word, no byte loop */
+            uint64_t w;
+            memcpy(&w, u + len - 8, 8);
+            plain = !needs_care(w);
+        } else {
+            for (; i < len && plain; i++)
+                plain = u[i] >= 0x20 && u[i] < 0x7f && u[i] != '"' && u[i] != '\\';
+        }
+    }
+    if (!plain) return basalt_json_write_string(b, s, len);
     if (b->cap - b->len <= len + 2 && !basalt_buf_reserve(b, len + 2)) return false;
     char *w = b->data + b->len;
     *w++ = '"';
@@ -59,38 +75,68 @@ static bool put_str(basalt_buf *b, const char *s, size_t len) {
     return true;
 }
 
-static inline bool put_cstr(basalt_buf *b, const char *s) {
-    return put_str(b, s, s ? strlen(s) : 0);
+/* Unchecked writers for fixed-size parts: the caller reserved the room. */
+static inline char *w_lit(char *w, const char *s, size_t n) {
+    memcpy(w, s, n);
+    return w + n;
 }
+#define WL(w, lit) w_lit((w), (lit), sizeof(lit) - 1)
 
-/* Decimal digits of v, unquoted. */
-static bool put_u64(basalt_buf *b, uint64_t v) {
-    /* Two digits per division: timestamps have 19. */
-    static const char pairs[201] = "00010203040506070809101112131415161718192021222324"
-                                   "25262728293031323334353637383940414243444546474849"
-                                   "50515253545556575859606162636465666768697071727374"
-                                   "75767778798081828384858687888990919293949596979899";
+static const char digit_pairs[201] = "00010203040506070809101112131415161718192021222324"
+                                     "25262728293031323334353637383940414243444546474849"
+                                     "50515253545556575859606162636465666768697071727374"
+                                     "75767778798081828384858687888990919293949596979899";
+
+/* Decimal digits of v (at most 20). Two digits per division: timestamps have 19. */
+static char *w_u64(char *w, uint64_t v) {
     char tmp[24];
     char *p = tmp + sizeof tmp;
     while (v >= 100) {
         unsigned r = (unsigned)(v % 100);
         v /= 100;
         p -= 2;
-        memcpy(p, pairs + 2 * r, 2);
+        memcpy(p, digit_pairs + 2 * r, 2);
     }
     if (v >= 10) {
         p -= 2;
-        memcpy(p, pairs + 2 * v, 2);
+        memcpy(p, digit_pairs + 2 * v, 2);
     } else {
         *--p = (char)('0' + v);
     }
-    return put(b, p, (size_t)(tmp + sizeof tmp - p));
+    size_t n = (size_t)(tmp + sizeof tmp - p);
+    memcpy(w, p, n);
+    return w + n;
 }
 
-static bool put_i64(basalt_buf *b, int64_t v) {
-    if (v >= 0) return put_u64(b, (uint64_t)v);
-    if (!PUTL(b, "-")) return false;
-    return put_u64(b, (uint64_t)0 - (uint64_t)v); /* INT64_MIN safe */
+/* "hex" of n bytes (2n + 3 bytes of room: hex_encode ends with a NUL). */
+static char *w_hex(char *w, const uint8_t *bytes, size_t n) {
+    *w++ = '"';
+    basalt_hex_encode(bytes, n, w);
+    w += 2 * n;
+    *w++ = '"';
+    return w;
+}
+
+/* Room for n more bytes; returns the write position or NULL. */
+static inline char *room(basalt_buf *b, size_t n) {
+    if (b->cap - b->len <= n && !basalt_buf_reserve(b, n)) return NULL;
+    return b->data + b->len;
+}
+
+static inline void done(basalt_buf *b, char *w) {
+    b->len = (size_t)(w - b->data);
+}
+
+static inline bool put_cstr(basalt_buf *b, const char *s) {
+    return put_str(b, s, s ? strlen(s) : 0);
+}
+
+/* Decimal digits of v, unquoted. */
+static bool put_u64(basalt_buf *b, uint64_t v) {
+    char *w = room(b, 24);
+    if (w == NULL) return false;
+    done(b, w_u64(w, v));
+    return true;
 }
 
 /* "123": the proto3 JSON form of a 64-bit integer. */
@@ -114,12 +160,6 @@ static bool put_double(basalt_buf *b, double d) {
     return put(b, tmp, (size_t)n);
 }
 
-static bool put_hex(basalt_buf *b, const uint8_t *bytes, size_t n) {
-    char hex[33];
-    basalt_hex_encode(bytes, n, hex);
-    return PUTL(b, "\"") && put(b, hex, n * 2) && PUTL(b, "\"");
-}
-
 static bool put_kvs(basalt_buf *b, const basalt_kv *kvs, size_t n);
 
 /* An AnyValue object. NONE values are never passed here (callers skip them). */
@@ -127,8 +167,19 @@ static bool put_any(basalt_buf *b, const basalt_value *v) {
     switch (v->type) {
     case BASALT_VAL_STRING:
         return PUTL(b, "{\"stringValue\":") && put_str(b, v->u.s.ptr, v->u.s.len) && PUTL(b, "}");
-    case BASALT_VAL_INT:
-        return PUTL(b, "{\"intValue\":\"") && put_i64(b, v->u.i) && PUTL(b, "\"}");
+    case BASALT_VAL_INT: {
+        char *w = room(b, 48);
+        if (w == NULL) return false;
+        w = WL(w, "{\"intValue\":\"");
+        uint64_t u = (uint64_t)v->u.i;
+        if (v->u.i < 0) {
+            *w++ = '-';
+            u = (uint64_t)0 - u; /* INT64_MIN safe */
+        }
+        w = w_u64(w, u);
+        done(b, WL(w, "\"}"));
+        return true;
+    }
     case BASALT_VAL_BOOL:
         return v->u.b ? PUTL(b, "{\"boolValue\":true}") : PUTL(b, "{\"boolValue\":false}");
     case BASALT_VAL_DOUBLE:
@@ -169,13 +220,18 @@ static bool put_kvs(basalt_buf *b, const basalt_kv *kvs, size_t n) {
     bool first = true;
     for (size_t i = 0; i < n; i++) {
         if (kv_skipped(&kvs[i])) continue;
-        if (!first && !PUTL(b, ",")) return false;
-        first = false;
         size_t fl;
         const char *frag = attr_key_fragment(kvs[i].key, &fl);
-        if (frag ? !put(b, frag, fl)
-                 : (!PUTL(b, "{\"key\":") || !put_cstr(b, kvs[i].key) || !PUTL(b, ",\"value\":")))
+        if (frag) { /* a known key: its {"key":..,"value": is ready */
+            char *w = room(b, fl + 1);
+            if (w == NULL) return false;
+            if (!first) *w++ = ',';
+            done(b, w_lit(w, frag, fl));
+        } else if ((!first && !PUTL(b, ",")) || !PUTL(b, "{\"key\":") || !put_cstr(b, kvs[i].key) ||
+                   !PUTL(b, ",\"value\":")) {
             return false;
+        }
+        first = false;
         if (!put_any(b, &kvs[i].value) || !PUTL(b, "}")) return false;
     }
     return PUTL(b, "]");
@@ -199,28 +255,29 @@ static bool put_event(basalt_buf *b, const basalt_event *ev) {
 }
 
 static bool put_span(basalt_buf *b, const basalt_span_record *r) {
-    if (!PUTL(b, "{\"traceId\":") || !put_hex(b, r->trace_id, 16) || !PUTL(b, ",\"spanId\":") ||
-        !put_hex(b, r->span_id, 8))
-        return false;
-    if (r->has_parent && (!PUTL(b, ",\"parentSpanId\":") || !put_hex(b, r->parent_span_id, 8)))
-        return false;
+    char *w = room(b, 128); /* ids: the fixed-size head in one go */
+    if (w == NULL) return false;
+    w = w_hex(WL(w, "{\"traceId\":"), r->trace_id, 16);
+    w = w_hex(WL(w, ",\"spanId\":"), r->span_id, 8);
+    if (r->has_parent) w = w_hex(WL(w, ",\"parentSpanId\":"), r->parent_span_id, 8);
+    done(b, w);
     if (r->trace_state && *r->trace_state &&
         (!PUTL(b, ",\"traceState\":") || !put_cstr(b, r->trace_state)))
         return false;
     /* Whether the parent is remote is always known here, so say so. */
     uint32_t flags =
         r->trace_flags | FLAG_HAS_IS_REMOTE | (r->parent_is_remote ? FLAG_IS_REMOTE : 0);
-    if (!PUTL(b, ",\"flags\":") || !put_u64(b, flags)) return false;
-    if (!PUTL(b, ",\"name\":") || !put_cstr(b, r->name && *r->name ? r->name : "unnamed"))
-        return false;
+    if ((w = room(b, 48)) == NULL) return false;
+    done(b, WL(w_u64(WL(w, ",\"flags\":"), flags), ",\"name\":"));
+    if (!put_cstr(b, r->name && *r->name ? r->name : "unnamed")) return false;
     int kind =
         r->kind >= BASALT_OTEL_UNSPECIFIED && r->kind <= BASALT_OTEL_CONSUMER ? (int)r->kind : 1;
-    char kbuf[16] = ",\"kind\":0";
-    kbuf[8] = (char)('0' + kind);
-    if (!put(b, kbuf, 9)) return false;
-    if (!PUTL(b, ",\"startTimeUnixNano\":") || !put_u64_str(b, r->start_ns) ||
-        !PUTL(b, ",\"endTimeUnixNano\":") || !put_u64_str(b, r->end_ns))
-        return false;
+    if ((w = room(b, 128)) == NULL) return false; /* kind and times */
+    w = WL(w, ",\"kind\":");
+    *w++ = (char)('0' + kind);
+    w = w_u64(WL(w, ",\"startTimeUnixNano\":\""), r->start_ns);
+    w = w_u64(WL(w, "\",\"endTimeUnixNano\":\""), r->end_ns);
+    done(b, WL(w, "\""));
     if (count_kvs(r->attrs, r->nattrs) &&
         (!PUTL(b, ",\"attributes\":") || !put_kvs(b, r->attrs, r->nattrs)))
         return false;

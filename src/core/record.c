@@ -26,13 +26,7 @@ record_impl *record_new(void) {
     return r;
 }
 
-void *record_alloc(record_impl *r, size_t n) {
-    n = (n + 7) & ~(size_t)7;
-    if (RECORD_INLINE_ARENA - r->arena_used >= n) {
-        void *p = r->arena + r->arena_used;
-        r->arena_used += n;
-        return p;
-    }
+void *record_alloc_chunk(record_impl *r, size_t n) {
     arena_chunk *c = r->overflow;
     if (c == NULL || c->cap - c->used < n) {
         size_t cap = n > 2048 ? n : 2048;
@@ -48,39 +42,38 @@ void *record_alloc(record_impl *r, size_t n) {
     return p;
 }
 
-/* Copies s into the arena (repairing invalid UTF-8); *out_len gets the length. */
+/* Copies s into the arena (repairing invalid UTF-8); *out_len gets the length.
+ * One pass copies eight bytes at a time and collects their high bits: ASCII,
+ * the usual case, needs no second look. */
 static const char *strdup_len(record_impl *r, const char *s, size_t len, size_t *out_len) {
     if (s == NULL) s = "", len = 0;
-    /* Fast path: ASCII needs no repair (eight bytes at a time). */
-    size_t i = 0;
-    while (i + 8 <= len) {
-        uint64_t w;
-        memcpy(&w, s + i, 8);
-        if (w & 0x8080808080808080ull) break;
-        i += 8;
-    }
-    while (i < len && (unsigned char)s[i] < 0x80)
-        i++;
-    if (i < len) {
-        basalt_buf fixed = {0};
-        if (!basalt_utf8_repair(s, len, &fixed)) {
-            char *p = record_alloc(r, fixed.len + 1);
-            if (p) {
-                memcpy(p, fixed.data, fixed.len);
-                p[fixed.len] = '\0';
-                *out_len = fixed.len;
-            }
-            basalt_buf_free(&fixed);
-            return p;
-        }
-        basalt_buf_free(&fixed);
-    }
     char *p = record_alloc(r, len + 1);
     if (p == NULL) return NULL;
-    memcpy(p, s, len);
+    uint64_t high = 0;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        memcpy(p + i, &w, 8);
+        high |= w;
+    }
+    for (; i < len; i++) {
+        p[i] = s[i];
+        high |= (unsigned char)s[i];
+    }
     p[len] = '\0';
     *out_len = len;
-    return p;
+    if ((high & 0x8080808080808080ull) == 0) return p;
+    basalt_buf fixed = {0};
+    if (basalt_utf8_repair(p, len, &fixed)) return p; /* valid UTF-8 */
+    char *q = record_alloc(r, fixed.len + 1);         /* the first copy stays unused in the arena */
+    if (q) {
+        memcpy(q, fixed.data, fixed.len);
+        q[fixed.len] = '\0';
+        *out_len = fixed.len;
+    }
+    basalt_buf_free(&fixed);
+    return q;
 }
 
 const char *record_strdup(record_impl *r, const char *s, size_t len) {
@@ -125,21 +118,30 @@ bool record_copy_value(record_impl *r, basalt_value in, basalt_value *out) {
 }
 
 uint32_t record_key_hash(const char *key) {
+    return record_key_hash_n(key, strlen(key));
+}
+
+uint32_t record_key_hash_n(const char *key, size_t n) {
     /* Eight bytes at a time (keys are typed by people: short, ASCII); the
      * value only needs to be the same for equal keys within this process. */
-    size_t n = strlen(key);
     uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
     const unsigned char *p = (const unsigned char *)key;
-    while (n >= 8) {
+    size_t left = n;
+    while (left >= 8) {
         uint64_t w;
         memcpy(&w, p, 8);
         h = (h ^ w) * 0xff51afd7ed558ccdull;
         h ^= h >> 32;
         p += 8;
-        n -= 8;
+        left -= 8;
     }
     uint64_t w = 0;
-    memcpy(&w, p, n);
+    if (left && n >= 8) {
+        memcpy(&w, key + n - 8, 8); /* the last eight bytes, overlapping: one load */
+    } else {
+        for (size_t i = 0; i < left; i++)
+            w |= (uint64_t)p[i] << (8 * i);
+    }
     h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
     h ^= h >> 29;
     return (uint32_t)h;
@@ -175,14 +177,29 @@ static bool grow_attrs(record_impl *r) {
 }
 
 void record_set_attr(record_impl *r, const char *key, bool static_key, basalt_value v) {
-    if (key == NULL || v.type == BASALT_VAL_NONE) return;
-    uint32_t h = record_key_hash(key);
+    if (key == NULL) return;
+    record_set_attr_n(r, key, strlen(key), static_key, false, v);
+}
+
+void record_set_attr_n(record_impl *r, const char *key, size_t key_len, bool static_key,
+                       bool unique, basalt_value v) {
+    if (v.type == BASALT_VAL_NONE) return;
+    uint32_t h = record_key_hash_n(key, key_len);
     basalt_value copy;
-    if (!record_copy_value(r, v, &copy)) return;
-    int at = record_find_attr(r, key, h);
-    if (at >= 0) {
-        r->attrs[at].value = copy;
+    if (v.type == BASALT_VAL_STRING) { /* the usual case, without the generic copy */
+        size_t n;
+        const char *p = strdup_len(r, v.u.s.ptr, v.u.s.len, &n);
+        if (p == NULL) return;
+        copy = basalt_v_strn(p, n);
+    } else if (!record_copy_value(r, v, &copy)) {
         return;
+    }
+    if (!unique) {
+        int at = record_find_attr(r, key, h);
+        if (at >= 0) {
+            r->attrs[at].value = copy;
+            return;
+        }
     }
     if (r->pub.nattrs == r->attr_cap) {
         if (r->attr_cap >= RECORD_MAX_ATTRS || !grow_attrs(r)) {
@@ -195,7 +212,7 @@ void record_set_attr(record_impl *r, const char *key, bool static_key, basalt_va
         int i = attr_key_index(k);
         r->known_set[i >> 6] |= 1ull << (i & 63); /* propagated values yield to it */
     } else {
-        k = static_key ? key : record_strdup(r, key, strlen(key));
+        k = static_key ? key : record_strdup(r, key, key_len);
         if (k == NULL) return;
     }
     r->attrs[r->pub.nattrs].key = k;
@@ -213,6 +230,19 @@ void record_keep(record_impl *r, void (*fn)(void *), void *obj) {
         }
     }
     fn(obj); /* no slot: callers use at most two */
+}
+
+void record_push_interned(record_impl *r, const char *key, uint32_t hash, basalt_value v) {
+    if (r->pub.nattrs == r->attr_cap) {
+        if (r->attr_cap >= RECORD_MAX_ATTRS || !grow_attrs(r)) {
+            r->pub.dropped_attrs++;
+            return;
+        }
+    }
+    r->attrs[r->pub.nattrs].key = key;
+    r->attrs[r->pub.nattrs].value = v;
+    r->attr_hashes[r->pub.nattrs] = hash;
+    r->pub.nattrs++;
 }
 
 void record_push_borrowed(record_impl *r, const char *key, uint32_t hash, basalt_value v) {

@@ -49,17 +49,33 @@ void record_block_free(void *p);
 
 /* A new empty record with one reference; NULL when out of memory. */
 record_impl *record_new(void);
+/* Out of line: record_alloc when the inline arena is full. */
+void *record_alloc_chunk(record_impl *r, size_t n);
 /* Bump-allocates n bytes (8-aligned) that live as long as the record. */
-void *record_alloc(record_impl *r, size_t n);
+static inline void *record_alloc(record_impl *r, size_t n) {
+    n = (n + 7) & ~(size_t)7;
+    if (RECORD_INLINE_ARENA - r->arena_used >= n) {
+        void *p = r->arena + r->arena_used;
+        r->arena_used += n;
+        return p;
+    }
+    return record_alloc_chunk(r, n);
+}
 /* Copies a string (repairing invalid UTF-8) into the arena, NUL-terminated. */
 const char *record_strdup(record_impl *r, const char *s, size_t len);
 /* Deep-copies a value (strings, arrays, kvlists) into the arena. */
 bool record_copy_value(record_impl *r, basalt_value in, basalt_value *out);
 /* Hash of an attribute key (for duplicate detection). */
 uint32_t record_key_hash(const char *key);
+/* The same for a key of known length. */
+uint32_t record_key_hash_n(const char *key, size_t n);
 /* Sets an attribute, replacing an earlier value of the same key. static_key:
  * the key outlives the record (a constant) and is not copied. */
 void record_set_attr(record_impl *r, const char *key, bool static_key, basalt_value v);
+/* The same with the key length known; unique: the caller guarantees the key is
+ * not set yet (keys of one Lua table), which skips the duplicate scan. */
+void record_set_attr_n(record_impl *r, const char *key, size_t key_len, bool static_key,
+                       bool unique, basalt_value v);
 /* Index of an attribute, or -1. */
 int record_find_attr(const record_impl *r, const char *key, uint32_t hash);
 /* Keeps obj alive (fn(obj) on free) so attributes may borrow its strings. */
@@ -67,6 +83,8 @@ void record_keep(record_impl *r, void (*fn)(void *), void *obj);
 /* Appends an attribute whose key and value (strings included) outlive the
  * record (constants or kept objects): no copy, no duplicate check. */
 void record_push_borrowed(record_impl *r, const char *key, uint32_t hash, basalt_value v);
+/* The same for a key interned in attr_keys.c (no lookup). */
+void record_push_interned(record_impl *r, const char *key, uint32_t hash, basalt_value v);
 /* Appends an event (attributes copied). */
 void record_add_event(record_impl *r, const char *name, uint64_t time_ns, const basalt_kv *attrs,
                       size_t n);

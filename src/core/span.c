@@ -497,8 +497,10 @@ basalt_span *basalt_raw_span_start(const basalt_raw_span_opts *o, basalt_ctx **c
     link_parent(s, parent);
     ctx_init_embedded(s, prop_retain(parent_ctx ? parent_ctx->p : NULL));
     capture_identity(s);
-    for (size_t i = 0; i < o->nattrs; i++)
-        record_set_attr(rec, o->attrs[i].key, false, o->attrs[i].value);
+    for (size_t i = 0; i < o->nattrs; i++) {
+        const char *k = o->attrs[i].key;
+        if (k) record_set_attr_n(rec, k, strlen(k), false, o->attrs_unique, o->attrs[i].value);
+    }
     pipeline_on_start(pl);
     if (ctx_out) *ctx_out = basalt_ctx_retain(&s->ctx);
     return s;
@@ -519,10 +521,11 @@ static void push_prop(record_impl *rec, uint32_t own, const char *key, uint32_t 
     int k = attr_key_index(key); /* the engine's keys are interned: one bit test */
     if (k >= 0) {
         if (rec->known_set[k >> 6] & (1ull << (k & 63))) return;
-    } else {
-        for (uint32_t i = 0; i < own; i++)
-            if (rec->attr_hashes[i] == h && strcmp(rec->attrs[i].key, key) == 0) return;
+        record_push_interned(rec, key, h, v);
+        return;
     }
+    for (uint32_t i = 0; i < own; i++)
+        if (rec->attr_hashes[i] == h && strcmp(rec->attrs[i].key, key) == 0) return;
     record_push_borrowed(rec, key, h, v);
 }
 
@@ -531,10 +534,12 @@ static void push_prop(record_impl *rec, uint32_t own, const char *key, uint32_t 
  * thread, with their reference counts bouncing between threads. */
 static void push_str(record_impl *rec, uint32_t own, const char *key, uint32_t h, const char *s) {
     if (s == NULL) return;
+    int k = attr_key_index(key);
+    if (k >= 0 && (rec->known_set[k >> 6] & (1ull << (k & 63)))) return; /* before copying */
     size_t n = strlen(s);
-    const char *c = record_alloc(rec, n + 1);
+    char *c = record_alloc(rec, n + 1);
     if (c == NULL) return;
-    memcpy((char *)c, s, n + 1); /* already valid UTF-8 */
+    memcpy(c, s, n + 1); /* already valid UTF-8 */
     push_prop(rec, own, key, h, basalt_v_strn(c, n));
 }
 

@@ -70,19 +70,30 @@ static lb_flow *lb_flow_lookup(lua_State *L) {
 
 /* ---- basalt.Context values -------------------------------------------------------- */
 
+#define LB_CONTEXT_MAGIC 0x43747874u /* "Ctxt" */
+
 typedef struct lb_context {
     basalt_ctx *ctx;
+    unsigned magic; /* LB_CONTEXT_MAGIC: with the size, identifies a context value */
 } lb_context;
+
+/* The metatable, also under a light key: faster than by name. */
+static const char CONTEXT_MT_KEY = 'c';
 
 void lb_push_context(lua_State *L, basalt_ctx *ctx) {
     lb_context *c = lua_newuserdatauv(L, sizeof *c, 0);
     c->ctx = ctx;
-    luaL_setmetatable(L, LB_CONTEXT_MT);
+    c->magic = LB_CONTEXT_MAGIC;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &CONTEXT_MT_KEY);
+    lua_setmetatable(L, -2);
 }
 
 basalt_ctx *lb_check_context(lua_State *L, int idx, int arg, const char *fname) {
-    lb_context *c = luaL_testudata(L, idx, LB_CONTEXT_MT);
-    if (c == NULL)
+    /* Only lb_push_context makes userdata of this size with this mark (a script
+     * cannot write userdata memory), so no metatable lookup is needed. */
+    lb_context *c = lua_touserdata(L, idx);
+    if (c == NULL || lua_type(L, idx) != LUA_TUSERDATA || lua_rawlen(L, idx) != sizeof *c ||
+        c->magic != LB_CONTEXT_MAGIC)
         lb_argerror(L, arg, fname,
                     lua_pushfstring(L, "basalt.Context expected, got %s", luaL_typename(L, idx)));
     return c->ctx;
@@ -100,14 +111,14 @@ void lb_checktype(lua_State *L, int arg, int t, const char *fname) {
 }
 
 static int context_gc(lua_State *L) {
-    lb_context *c = luaL_checkudata(L, 1, LB_CONTEXT_MT);
+    lb_context *c = lua_touserdata(L, 1); /* only set on context values */
     basalt_ctx_release(c->ctx);
     c->ctx = NULL;
     return 0;
 }
 
 static int context_tostring(lua_State *L) {
-    basalt_ctx *ctx = ((lb_context *)luaL_checkudata(L, 1, LB_CONTEXT_MT))->ctx;
+    basalt_ctx *ctx = lb_check_context(L, 1, 1, "tostring");
     basalt_span *s = basalt_ctx_span(ctx);
     if (s == NULL) {
         lua_pushliteral(L, "basalt.Context(empty)");
@@ -349,7 +360,7 @@ void lb_open_context(lua_State *L) {
     lua_setfield(L, -2, "__gc");
     lua_pushcfunction(L, context_tostring);
     lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &CONTEXT_MT_KEY);
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &FLOWS_KEY) != LUA_TTABLE) {
         lua_pop(L, 1);
         lua_newtable(L);

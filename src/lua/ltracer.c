@@ -15,16 +15,30 @@
 
 #define LB_TRACER_MT "basalt.Tracer"
 
+#define LB_TRACER_MAGIC 0x54726372u /* "Trcr" */
+
 typedef struct lb_tracer {
     const char *name;    /* held by the uservalue table */
     const char *version; /* may be NULL */
+    unsigned magic;      /* LB_TRACER_MAGIC: with the size, identifies a tracer */
 } lb_tracer;
+
+/* Only l_tracer makes userdata of this size with this mark (a script cannot
+ * write userdata memory), so no metatable lookup is needed. */
+static lb_tracer *check_tracer(lua_State *L) {
+    lb_tracer *t = lua_touserdata(L, 1);
+    if (t == NULL || lua_type(L, 1) != LUA_TUSERDATA || lua_rawlen(L, 1) != sizeof *t ||
+        t->magic != LB_TRACER_MAGIC)
+        luaL_typeerror(L, 1, LB_TRACER_MT);
+    return t;
+}
 
 static int l_tracer(lua_State *L) {
     const char *name = luaL_optstring(L, 1, BASALT_SCOPE_DEFAULT);
     const char *version = luaL_optstring(L, 2, NULL);
     lb_tracer *t = lua_newuserdatauv(L, sizeof *t, 2);
     t->name = t->version = NULL;
+    t->magic = LB_TRACER_MAGIC;
     lua_pushstring(L, name);
     t->name = lua_tostring(L, -1);
     lua_setiuservalue(L, -2, 1); /* keeps the strings alive */
@@ -60,7 +74,7 @@ static basalt_otel_kind otel_kind(lua_State *L, int idx) {
 
 /* tracer:start_span(name[, { kind =, attributes =, parent = }]) -> span handle */
 static int tracer_start_span(lua_State *L) {
-    lb_tracer *t = luaL_checkudata(L, 1, LB_TRACER_MT);
+    lb_tracer *t = check_tracer(L);
     if (lua_type(L, 2) != LUA_TSTRING) lb_argerror(L, 2, "start_span", "name expected");
     if (!lua_isnoneornil(L, 3)) lb_checktype(L, 3, LUA_TTABLE, "start_span");
     lua_settop(L, 3);
@@ -72,24 +86,40 @@ static int tracer_start_span(lua_State *L) {
     int parent_given = 0;
     basalt_kv kv[MAX_START_ATTRS];
     basalt_buf scratch[MAX_START_ATTRS];
-    size_t n = 0;
+    size_t n = 0, nscratch = 0;
     if (lua_istable(L, 3)) {
-        lua_getfield(L, 3, "kind"); /* 4 */
+        lua_getfield(L, 3, "kind");       /* 4 */
+        lua_getfield(L, 3, "parent");     /* 5 */
+        lua_getfield(L, 3, "attributes"); /* 6 */
         o.kind = otel_kind(L, 4);
-        lua_getfield(L, 3, "parent"); /* 5 */
         if (!lua_isnil(L, 5)) {
             o.parent = lb_check_context(L, 5, 3, "start_span");
             parent_given = 1;
         }
-        lua_getfield(L, 3, "attributes"); /* 6 */
         if (!lua_isnil(L, 6)) {
             lb_checktype(L, 6, LUA_TTABLE, "start_span");
             lua_pushnil(L);
             while (n < MAX_START_ATTRS && lua_next(L, 6)) {
                 if (lua_type(L, -2) == LUA_TSTRING) {
-                    memset(&scratch[n], 0, sizeof scratch[n]);
                     kv[n].key = lua_tostring(L, -2);
-                    kv[n].value = lb_to_value(L, -1, &scratch[n], 1); /* held by the table */
+                    size_t len;
+                    switch (lua_type(L, -1)) { /* scalars inline: the usual case */
+                    case LUA_TSTRING: {
+                        const char *v = lua_tolstring(L, -1, &len); /* held by the table */
+                        kv[n].value = basalt_v_strn(v, len);
+                        break;
+                    }
+                    case LUA_TNUMBER:
+                        kv[n].value = lua_isinteger(L, -1) ? basalt_v_int(lua_tointeger(L, -1))
+                                                           : basalt_v_double(lua_tonumber(L, -1));
+                        break;
+                    case LUA_TBOOLEAN:
+                        kv[n].value = basalt_v_bool(lua_toboolean(L, -1));
+                        break;
+                    default:
+                        memset(&scratch[nscratch], 0, sizeof scratch[nscratch]);
+                        kv[n].value = lb_to_value(L, -1, &scratch[nscratch++], 1);
+                    }
                     n++;
                 }
                 lua_pop(L, 1);
@@ -99,9 +129,10 @@ static int tracer_start_span(lua_State *L) {
     if (!parent_given) o.parent = lb_flow_get(L)->cur; /* looked up only when needed */
     o.attrs = kv;
     o.nattrs = n;
+    o.attrs_unique = true; /* keys of one table */
     basalt_error err;
     basalt_span *span = basalt_raw_span_start(&o, NULL, &err);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < nscratch; i++)
         basalt_buf_free(&scratch[i]);
     if (span == NULL && err.message[0]) return lb_argerror(L, 2, "start_span", err.message);
     lb_push_span(L, span);

@@ -110,6 +110,7 @@ typedef struct basalt_raw_span_opts {
     const basalt_kv *attrs;    /* set at start (copied) */
     size_t nattrs;
     const basalt_ctx *parent; /* NULL: a new trace */
+    bool attrs_unique;        /* no key repeats in attrs (a Lua table's): skips that check */
 } basalt_raw_span_opts;
 
 /* Starts a plain span. Returns NULL when the runtime is disabled (a no-op) or
