@@ -21,11 +21,17 @@ typedef struct free_block {
 
 typedef struct shared_stack {
     atomic_flag lock;
-    free_block *top;
-    size_t n;
+    free_block *top;  /* under lock */
+    _Atomic size_t n; /* written under lock; read without it as a hint */
 } shared_stack;
 
 static shared_stack pools[BLOCK_KINDS] = {{ATOMIC_FLAG_INIT, NULL, 0}, {ATOMIC_FLAG_INIT, NULL, 0}};
+
+/* n changes only under the lock, so a plain load and store is enough. */
+static void count_add(shared_stack *p, size_t d) {
+    atomic_store_explicit(&p->n, atomic_load_explicit(&p->n, memory_order_relaxed) + d,
+                          memory_order_relaxed);
+}
 
 typedef struct local_cache {
     void *blocks[BLOCK_KINDS][LOCAL_MAX];
@@ -50,11 +56,11 @@ static void unlock(shared_stack *p) {
 static void give_back(local_cache *c, int k, size_t n) {
     shared_stack *p = &pools[k];
     lock(p);
-    while (n && p->n < SHARED_MAX) {
+    while (n && atomic_load_explicit(&p->n, memory_order_relaxed) < SHARED_MAX) {
         free_block *b = c->blocks[k][--c->n[k]];
         b->next = p->top;
         p->top = b;
-        p->n++;
+        count_add(p, 1);
         n--;
     }
     unlock(p);
@@ -93,12 +99,12 @@ static local_cache *cache(void) {
 void *block_alloc(int k, size_t size) {
     local_cache *c = cache();
     shared_stack *p = &pools[k];
-    if (c && c->n[k] == 0 && p->top) { /* unlocked peek: only a hint */
+    if (c && c->n[k] == 0 && atomic_load_explicit(&p->n, memory_order_relaxed)) { /* a hint */
         lock(p);
         while (c->n[k] < LOCAL_MAX / 2 && p->top) {
             free_block *b = p->top;
             p->top = b->next;
-            p->n--;
+            count_add(p, (size_t)-1);
             c->blocks[k][c->n[k]++] = b;
         }
         unlock(p);

@@ -375,10 +375,23 @@ static void atfork_child(void) {
     pthread_mutex_unlock(&rt_lock);
 }
 
+/* The spans-ended count at the last flush that ran out of time, plus one (0:
+ * none did). Process-wide, atomic: any thread may flush. */
+static _Atomic uint64_t stuck_at_ended;
+
 /* Normal process exit flushes, bounded so that a dead collector cannot hold
- * the exit for long. */
+ * the exit for long. When a flush (a Lua state closing, say) has just timed
+ * out with nothing ended since, waiting the full bound again would only
+ * double the delay: the exit then grants a short grace. */
 static void at_exit(void) {
-    basalt_shutdown(2000);
+    uint32_t timeout = 2000;
+    uint64_t stuck = atomic_load_explicit(&stuck_at_ended, memory_order_relaxed);
+    pthread_mutex_lock(&rt_lock);
+    if (stuck && g_pl &&
+        atomic_load_explicit(&g_pl->ended, memory_order_relaxed) + 1 == stuck)
+        timeout = 200;
+    pthread_mutex_unlock(&rt_lock);
+    basalt_shutdown(timeout);
 }
 
 static void install_hooks(void) {
@@ -453,6 +466,8 @@ bool basalt_force_flush(uint32_t timeout_ms) {
         uint32_t left = now < deadline ? (uint32_t)((deadline - now) / 1000000u) : 0;
         if (!basalt_processor_flush(pl->procs[i], left)) ok = false;
     }
+    uint64_t ended = atomic_load_explicit(&pl->ended, memory_order_relaxed);
+    atomic_store_explicit(&stuck_at_ended, ok ? 0 : ended + 1, memory_order_relaxed);
     pipeline_release(pl);
     return ok;
 }

@@ -33,6 +33,13 @@ const char *basalt_kind_name(basalt_kind k) {
 }
 
 bool basalt_kind_parse(const char *s, size_t len, basalt_kind *out) {
+    for (int k = 0; k < BASALT_KIND__COUNT; k++) { /* the usual spelling: exact */
+        const char *n = kind_names[k];
+        if (len && n[0] == s[0] && strlen(n) == len && memcmp(n, s, len) == 0) {
+            *out = (basalt_kind)k;
+            return true;
+        }
+    }
     /* Names differ in length or first letter, so one comparison decides. */
     for (int k = 0; k < BASALT_KIND__COUNT; k++) {
         const char *n = kind_names[k];
@@ -151,6 +158,11 @@ void basalt_span_release(basalt_span *s) {
 static bool trimmed(const char *s, const char **start, size_t *len) {
     if (s == NULL) return false;
     size_t n = strlen(s);
+    if (n && !isspace((unsigned char)s[0]) && !isspace((unsigned char)s[n - 1])) {
+        *start = s; /* nothing to trim: the usual case */
+        *len = n;
+        return true;
+    }
     while (n && isspace((unsigned char)*s))
         s++, n--;
     while (n && isspace((unsigned char)s[n - 1]))
@@ -715,10 +727,14 @@ static record_impl *lock_live(basalt_span *s) {
 }
 
 void basalt_span_set_attr(basalt_span *s, const char *key, basalt_value v) {
+    if (key) basalt_span_set_attr_n(s, key, strlen(key), v);
+}
+
+void basalt_span_set_attr_n(basalt_span *s, const char *key, size_t key_len, basalt_value v) {
     if (key == NULL || v.type == BASALT_VAL_NONE) return;
     record_impl *rec = lock_live(s);
     if (rec == NULL) return;
-    record_set_attr(rec, key, false, v);
+    record_set_attr_n(rec, key, key_len, false, false, v);
     spin_unlock(&s->lock);
 }
 

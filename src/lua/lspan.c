@@ -42,12 +42,34 @@ static int self_ret(lua_State *L) {
 
 static int m_set_attribute(lua_State *L) {
     lb_span *h = check_span(L);
-    const char *key = luaL_checkstring(L, 2);
-    if (h->span && !lua_isnoneornil(L, 3)) {
-        basalt_buf scratch = {0};
-        basalt_value v = lb_to_value(L, 3, &scratch, 1);
-        basalt_span_set_attr(h->span, key, v);
-        basalt_buf_free(&scratch);
+    size_t klen;
+    const char *key = luaL_checklstring(L, 2, &klen);
+    if (h->span) {
+        size_t len;
+        switch (lua_type(L, 3)) { /* scalars inline: the usual case */
+        case LUA_TNONE:
+        case LUA_TNIL:
+            break;
+        case LUA_TSTRING: {
+            const char *s = lua_tolstring(L, 3, &len);
+            basalt_span_set_attr_n(h->span, key, klen, basalt_v_strn(s, len));
+            break;
+        }
+        case LUA_TNUMBER:
+            basalt_span_set_attr_n(h->span, key, klen,
+                                   lua_isinteger(L, 3) ? basalt_v_int(lua_tointeger(L, 3))
+                                                       : basalt_v_double(lua_tonumber(L, 3)));
+            break;
+        case LUA_TBOOLEAN:
+            basalt_span_set_attr_n(h->span, key, klen, basalt_v_bool(lua_toboolean(L, 3)));
+            break;
+        default: {
+            basalt_buf scratch = {0};
+            basalt_value v = lb_to_value(L, 3, &scratch, 1);
+            basalt_span_set_attr_n(h->span, key, klen, v);
+            basalt_buf_free(&scratch);
+        }
+        }
     }
     RETURN_SELF;
 }

@@ -298,14 +298,16 @@ T.test("collector down: a program that never calls shutdown still exits promptly
   local ok, out = run_child({ DEAD_URL = url }, [[
 local basalt = require("basalt")
 basalt.init { exporters = { { type = "otlp", endpoint = os.getenv("DEAD_URL") } },
-  batch = { export_timeout_ms = 1000 }, logger = function() end }
+  logger = function() end }
 for i = 1, 20 do basalt.start_observe({ name = "r", feature_slug = "f" }, function() end) end
 print("done", basalt.stats().spans_ended)
 ]])
   local ms = S.now_ms() - t0
   T.eq(ok, true, "exit status; output: " .. out)
   T.truthy(out:find("done\t20", 1, true), out)
-  T.truthy(ms < 5000, "the child exited after " .. ms .. " ms")
+  -- The state-close flush waits at most 2 s; having timed out, the exit-time
+  -- shutdown grants only a short grace instead of another 2 s.
+  T.truthy(ms < 3600, "the child exited after " .. ms .. " ms")
 end)
 
 T.test("503 with Retry-After: spans are delivered after the retries", function()
