@@ -38,34 +38,32 @@ static inline bool needs_care(uint64_t w) {
     return (((low | zq | zb | w) & highs) | ((w + ones) & highs)) != 0;
 }
 
-/* A JSON string literal. Plain printable ASCII (keys, most values) is copied as
- * is; anything else goes through the escaping and UTF-8 repairing writer. */
-static bool put_str(basalt_buf *b, const char *s, size_t len) {
-    if (s == NULL) return PUTL(b, "\"\"");
+/* Whether s can be written between quotes as is: printable ASCII without '"'
+ * or '\\' (keys and most values). */
+static bool json_plain(const char *s, size_t len) {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0;
-    /* Eight bytes at a time: stop at a word holding a byte that needs care. */
-    bool plain = true;
-    while (i + 8 <= len) {
+    for (; i + 8 <= len; i += 8) { /* eight bytes at a time */
         uint64_t w;
         memcpy(&w, u + i, 8);
-        if (needs_care(w)) {
-            plain = false;
-            break;
-        }
-        i += 8;
+        if (needs_care(w)) return false;
     }
-    if (plain && i < len) {
-        if (len >= 8) { /* the last eight bytes, overlapping: one more word, no byte loop */
-            uint64_t w;
-            memcpy(&w, u + len - 8, 8);
-            plain = !needs_care(w);
-        } else {
-            for (; i < len && plain; i++)
-                plain = u[i] >= 0x20 && u[i] < 0x7f && u[i] != '"' && u[i] != '\\';
-        }
+    if (i == len) return true;
+    if (len >= 8) { /* the last eight bytes, overlapping: one more word, no byte loop */
+        uint64_t w;
+        memcpy(&w, u + len - 8, 8);
+        return !needs_care(w);
     }
-    if (!plain) return basalt_json_write_string(b, s, len);
+    uint64_t w = 0x6161616161616161ull; /* shorter than a word: padded with 'a' */
+    memcpy(&w, u, len);
+    return !needs_care(w);
+}
+
+/* A JSON string literal. Plain text is copied as is; anything else goes
+ * through the escaping and UTF-8 repairing writer. */
+static bool put_str(basalt_buf *b, const char *s, size_t len) {
+    if (s == NULL) return PUTL(b, "\"\"");
+    if (!json_plain(s, len)) return basalt_json_write_string(b, s, len);
     if (b->cap - b->len <= len + 2 && !basalt_buf_reserve(b, len + 2)) return false;
     char *w = b->data + b->len;
     *w++ = '"';
@@ -108,6 +106,33 @@ static char *w_u64(char *w, uint64_t v) {
     return w + n;
 }
 
+/* Decimal nanosecond times. The seconds rarely change between the spans of a
+ * batch, so their digits are kept; the nine digits of the fraction need only
+ * 32-bit arithmetic. One cache per encode call. */
+typedef struct time_cache {
+    uint64_t sec;
+    size_t n; /* 0: empty */
+    char digits[24];
+} time_cache;
+
+static char *w_time(char *w, uint64_t ns, time_cache *tc) {
+    uint64_t sec = ns / 1000000000u;
+    if (sec == 0) return w_u64(w, ns); /* no leading zeros to pad */
+    uint32_t frac = (uint32_t)(ns - sec * 1000000000u);
+    if (tc->n == 0 || tc->sec != sec) {
+        tc->sec = sec;
+        tc->n = (size_t)(w_u64(tc->digits, sec) - tc->digits);
+    }
+    w = w_lit(w, tc->digits, tc->n);
+    w[8] = (char)('0' + frac % 10);
+    frac /= 10;
+    for (int i = 6; i >= 0; i -= 2) {
+        memcpy(w + i, digit_pairs + 2 * (frac % 100), 2);
+        frac /= 100;
+    }
+    return w + 9;
+}
+
 /* "hex" of n bytes (2n + 3 bytes of room: hex_encode ends with a NUL). */
 static char *w_hex(char *w, const uint8_t *bytes, size_t n) {
     *w++ = '"';
@@ -137,11 +162,6 @@ static bool put_u64(basalt_buf *b, uint64_t v) {
     if (w == NULL) return false;
     done(b, w_u64(w, v));
     return true;
-}
-
-/* "123": the proto3 JSON form of a 64-bit integer. */
-static bool put_u64_str(basalt_buf *b, uint64_t v) {
-    return PUTL(b, "\"") && put_u64(b, v) && PUTL(b, "\"");
 }
 
 /* The shortest of %.15g/%.16g/%.17g that reads back as d (finite d only). The
@@ -222,6 +242,17 @@ static bool put_kvs(basalt_buf *b, const basalt_kv *kvs, size_t n) {
         if (kv_skipped(&kvs[i])) continue;
         size_t fl;
         const char *frag = attr_key_fragment(kvs[i].key, &fl);
+        const basalt_value *v = &kvs[i].value;
+        if (frag && v->type == BASALT_VAL_STRING && json_plain(v->u.s.ptr, v->u.s.len)) {
+            /* The usual attribute whole, with one check for room. */
+            char *w = room(b, fl + v->u.s.len + 24);
+            if (w == NULL) return false;
+            if (!first) *w++ = ',';
+            w = WL(w_lit(w, frag, fl), "{\"stringValue\":\"");
+            done(b, WL(w_lit(w, v->u.s.ptr, v->u.s.len), "\"}}"));
+            first = false;
+            continue;
+        }
         if (frag) { /* a known key: its {"key":..,"value": is ready */
             char *w = room(b, fl + 1);
             if (w == NULL) return false;
@@ -244,9 +275,11 @@ static size_t count_kvs(const basalt_kv *kvs, size_t n) {
     return c;
 }
 
-static bool put_event(basalt_buf *b, const basalt_event *ev) {
-    if (!PUTL(b, "{\"timeUnixNano\":") || !put_u64_str(b, ev->time_ns) || !PUTL(b, ",\"name\":") ||
-        !put_cstr(b, ev->name && *ev->name ? ev->name : "event"))
+static bool put_event(basalt_buf *b, const basalt_event *ev, time_cache *tc) {
+    char *w = room(b, 48);
+    if (w == NULL) return false;
+    done(b, WL(w_time(WL(w, "{\"timeUnixNano\":\""), ev->time_ns, tc), "\""));
+    if (!PUTL(b, ",\"name\":") || !put_cstr(b, ev->name && *ev->name ? ev->name : "event"))
         return false;
     if (count_kvs(ev->attrs, ev->nattrs) &&
         (!PUTL(b, ",\"attributes\":") || !put_kvs(b, ev->attrs, ev->nattrs)))
@@ -254,7 +287,7 @@ static bool put_event(basalt_buf *b, const basalt_event *ev) {
     return PUTL(b, "}");
 }
 
-static bool put_span(basalt_buf *b, const basalt_span_record *r) {
+static bool put_span(basalt_buf *b, const basalt_span_record *r, time_cache *tc) {
     char *w = room(b, 128); /* ids: the fixed-size head in one go */
     if (w == NULL) return false;
     w = w_hex(WL(w, "{\"traceId\":"), r->trace_id, 16);
@@ -275,8 +308,8 @@ static bool put_span(basalt_buf *b, const basalt_span_record *r) {
     if ((w = room(b, 128)) == NULL) return false; /* kind and times */
     w = WL(w, ",\"kind\":");
     *w++ = (char)('0' + kind);
-    w = w_u64(WL(w, ",\"startTimeUnixNano\":\""), r->start_ns);
-    w = w_u64(WL(w, "\",\"endTimeUnixNano\":\""), r->end_ns);
+    w = w_time(WL(w, ",\"startTimeUnixNano\":\""), r->start_ns, tc);
+    w = w_time(WL(w, "\",\"endTimeUnixNano\":\""), r->end_ns, tc);
     done(b, WL(w, "\""));
     if (count_kvs(r->attrs, r->nattrs) &&
         (!PUTL(b, ",\"attributes\":") || !put_kvs(b, r->attrs, r->nattrs)))
@@ -288,7 +321,7 @@ static bool put_span(basalt_buf *b, const basalt_span_record *r) {
         if (!PUTL(b, ",\"events\":[")) return false;
         for (uint32_t i = 0; i < r->nevents; i++) {
             if (i && !PUTL(b, ",")) return false;
-            if (!put_event(b, &r->events[i])) return false;
+            if (!put_event(b, &r->events[i], tc)) return false;
         }
         if (!PUTL(b, "]")) return false;
     }
@@ -342,6 +375,7 @@ bool basalt_otlp_encode(basalt_buf *out, const basalt_resource *res,
         return false;
     if (!PUTL(out, "},\"scopeSpans\":[")) return false;
 
+    time_cache tc = {0};
     /* Group by scope. Nearly always one scope: a single pass, no allocation. */
     bool one_scope = true;
     for (size_t i = 1; i < n && one_scope; i++)
@@ -350,7 +384,7 @@ bool basalt_otlp_encode(basalt_buf *out, const basalt_resource *res,
         if (!put_scope_open(out, recs[0])) return false;
         for (size_t i = 0; i < n; i++) {
             if (i && !PUTL(out, ",")) return false;
-            if (!put_span(out, recs[i])) return false;
+            if (!put_span(out, recs[i], &tc)) return false;
         }
         if (!PUTL(out, "]}")) return false;
     } else if (n) {
@@ -365,7 +399,7 @@ bool basalt_otlp_encode(basalt_buf *out, const basalt_resource *res,
             for (size_t j = i; j < n && ok; j++) {
                 if (done[j] || !same_scope(recs[i], recs[j])) continue;
                 done[j] = true;
-                ok = (first || PUTL(out, ",")) && put_span(out, recs[j]);
+                ok = (first || PUTL(out, ",")) && put_span(out, recs[j], &tc);
                 first = false;
             }
             ok = ok && PUTL(out, "]}");

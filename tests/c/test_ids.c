@@ -5,6 +5,7 @@
 #include "check.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -95,6 +96,28 @@ static void test_forked_child_does_not_replay_the_parent(void) {
     close(fds[1]);
 }
 
-TEST_MAIN(TEST_CASE(test_ids_are_nonzero_lowercase_hex), TEST_CASE(test_span_ids_do_not_repeat),
+/* The word-at-a-time hex writer against printf, for every length up to 17 bytes
+ * (ids are 8 and 16) and many byte values. */
+static void test_hex_encoding_matches_printf(void) {
+    uint8_t b[17];
+    char out[35], want[35];
+    unsigned seed = 12345;
+    for (int t = 0; t < 20000; t++) {
+        for (size_t i = 0; i < sizeof b; i++) {
+            seed = seed * 1103515245u + 12345u;
+            b[i] =
+                (uint8_t)(t < 256 ? (unsigned)t : seed >> 16); /* every single byte value first */
+        }
+        size_t n = (size_t)t % 18;
+        basalt_hex_encode(b, n, out);
+        for (size_t i = 0; i < n; i++)
+            snprintf(want + 2 * i, 3, "%02x", b[i]);
+        want[2 * n] = '\0';
+        CHECK_STR(out, want);
+    }
+}
+
+TEST_MAIN(TEST_CASE(test_ids_are_nonzero_lowercase_hex),
+          TEST_CASE(test_hex_encoding_matches_printf), TEST_CASE(test_span_ids_do_not_repeat),
           TEST_CASE(test_threads_have_their_own_sequences),
           TEST_CASE(test_forked_child_does_not_replay_the_parent))

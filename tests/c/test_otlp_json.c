@@ -97,6 +97,44 @@ static void test_span_fields_ids_and_times(void) {
     cJSON_Delete(j);
 }
 
+/* Times are written as decimal strings exactly: fractions with leading zeros,
+ * times under one second, whole seconds, the largest value, and a batch whose
+ * spans cross a second (the encoder keeps the seconds' digits between spans). */
+static void test_times_in_every_shape(void) {
+    static const struct {
+        uint64_t ns;
+        const char *text;
+    } cases[] = {
+        {1795317913000000001ull, "1795317913000000001"},
+        {1795317913000000000ull, "1795317913000000000"},
+        {1795317913099000010ull, "1795317913099000010"},
+        {1795317914000000999ull, "1795317914000000999"},
+        {999999999ull, "999999999"},
+        {1000000000ull, "1000000000"},
+        {42ull, "42"},
+        {18446744073709551615ull, "18446744073709551615"},
+    };
+    enum { N = sizeof cases / sizeof cases[0] };
+    basalt_span_record recs[N];
+    const basalt_span_record *ptrs[N];
+    for (int i = 0; i < N; i++) {
+        recs[i] = base_record("t");
+        recs[i].start_ns = cases[i].ns;
+        recs[i].end_ns = cases[(i + 1) % N].ns; /* a different second each time */
+        ptrs[i] = &recs[i];
+    }
+    cJSON *j = encode(NULL, ptrs, N, NULL);
+    cJSON *rs = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "resourceSpans"), 0);
+    cJSON *ss = cJSON_GetArrayItem(cJSON_GetObjectItem(rs, "scopeSpans"), 0);
+    cJSON *spans = cJSON_GetObjectItem(ss, "spans");
+    for (int i = 0; i < N; i++) {
+        cJSON *sp = cJSON_GetArrayItem(spans, i);
+        CHECK_STR(sval(sp, "startTimeUnixNano"), cases[i].text);
+        CHECK_STR(sval(sp, "endTimeUnixNano"), cases[(i + 1) % N].text);
+    }
+    cJSON_Delete(j);
+}
+
 static void test_attribute_value_types(void) {
     basalt_value arr[3] = {basalt_v_str("stop"), basalt_v_str("length"), basalt_v_str("x")};
     basalt_value ints[2] = {basalt_v_int(1), basalt_v_int(-2)};
@@ -367,8 +405,8 @@ static void test_schema_check_strict(void) {
     basalt_buf_free(&b);
 }
 
-TEST_MAIN(TEST_CASE(test_span_fields_ids_and_times), TEST_CASE(test_attribute_value_types),
-          TEST_CASE(test_doubles_round_trip_and_non_finite),
+TEST_MAIN(TEST_CASE(test_span_fields_ids_and_times), TEST_CASE(test_times_in_every_shape),
+          TEST_CASE(test_attribute_value_types), TEST_CASE(test_doubles_round_trip_and_non_finite),
           TEST_CASE(test_escaping_and_utf8_repair),
           TEST_CASE(test_events_resource_and_remote_parent),
           TEST_CASE(test_records_grouped_by_scope), TEST_CASE(test_schema_check_strict))
