@@ -387,8 +387,7 @@ static void at_exit(void) {
     uint32_t timeout = 2000;
     uint64_t stuck = atomic_load_explicit(&stuck_at_ended, memory_order_relaxed);
     pthread_mutex_lock(&rt_lock);
-    if (stuck && g_pl &&
-        atomic_load_explicit(&g_pl->ended, memory_order_relaxed) + 1 == stuck)
+    if (stuck && g_pl && atomic_load_explicit(&g_pl->ended, memory_order_relaxed) + 1 == stuck)
         timeout = 200;
     pthread_mutex_unlock(&rt_lock);
     basalt_shutdown(timeout);
