@@ -34,9 +34,19 @@ const char *basalt_kind_name(basalt_kind k) {
 
 bool basalt_kind_parse(const char *s, size_t len, basalt_kind *out) {
     /* The usual spelling, exact: the length picks the one candidate. */
-    static const signed char by_len[13] = {-1, -1, -1, -1, -2, BASALT_KIND_EVENT, -1, -1,
-                                           BASALT_KIND_FUNCTION, BASALT_KIND_RETRIEVAL,
-                                           BASALT_KIND_GENERATION, -1, BASALT_KIND_TRACE};
+    static const signed char by_len[13] = {-1,
+                                           -1,
+                                           -1,
+                                           -1,
+                                           -2,
+                                           BASALT_KIND_EVENT,
+                                           -1,
+                                           -1,
+                                           BASALT_KIND_FUNCTION,
+                                           BASALT_KIND_RETRIEVAL,
+                                           BASALT_KIND_GENERATION,
+                                           -1,
+                                           BASALT_KIND_TRACE};
     int c = len < sizeof by_len ? by_len[len] : -1;
     if (c == -2) c = s[0] == 's' ? BASALT_KIND_SPAN : BASALT_KIND_TOOL; /* both have 4 letters */
     if (c >= 0 && memcmp(kind_names[c], s, len) == 0) {
