@@ -2,6 +2,8 @@
  * logger, and the assembly of the per-area parts of the binding. */
 #include "lbasalt.h"
 
+#include "basalt/ids.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -427,11 +429,25 @@ static int sentinel_gc(lua_State *L) {
     return 0;
 }
 
+uint64_t lb_secret; /* see lbasalt.h: written once under secret_once */
+static pthread_once_t secret_once = PTHREAD_ONCE_INIT;
+
+static void make_secret(void) {
+    uint8_t r[8];
+    basalt_new_span_id(r); /* 64 bits from the OS-seeded generator, never zero */
+    memcpy(&lb_secret, r, sizeof lb_secret);
+}
+
+void lb_init_secret(void) {
+    pthread_once(&secret_once, make_secret);
+}
+
 /* The module's only exported symbol (everything else is hidden). */
 __attribute__((visibility("default"))) int luaopen_basalt_core(lua_State *L);
 
 int luaopen_basalt_core(lua_State *L) {
     luaL_checkversion(L);
+    lb_init_secret();
     lua_newtable(L);
     lua_pushstring(L, basalt_version());
     lua_setfield(L, -2, "version");

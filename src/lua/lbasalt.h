@@ -12,6 +12,7 @@
 #include "basalt/span.h"
 
 #include <lauxlib.h>
+#include <stdint.h>
 #include <lua.h>
 
 #define LB_SPAN_MT     "basalt.Span"
@@ -25,17 +26,30 @@ typedef struct lb_flow {
     basalt_ctx *cur; /* owned reference, NULL = empty context */
 } lb_flow;
 
+/* Marks in the memory of this binding's handles (spans, contexts, tracers):
+ * with the userdata's size, a mark identifies a handle without fetching its
+ * metatable (span methods are the hottest calls of the binding). A mark is a
+ * per-process random secret mixed with the type, so no other library's
+ * userdata of the same size passes for a handle: scripts cannot write
+ * userdata memory, and a byte-buffer userdata holds what its user wrote but
+ * not a secret no script can read. Set once by luaopen (pthread_once), then
+ * read-only. */
+extern uint64_t lb_secret;
+enum { LB_MARK_SPAN = 1, LB_MARK_CONTEXT = 2, LB_MARK_TRACER = 3 };
+static inline uint64_t lb_mark(unsigned type) {
+    return lb_secret ^ (0x9e3779b97f4a7c15ull * type);
+}
+/* Makes the secret (idempotent, thread-safe). */
+void lb_init_secret(void);
+
 /* A span handle. A block handle also remembers what to restore on exit. */
-/* Marks an lb_span block: with the block's size it identifies a handle without
- * fetching its metatable (span methods are the hottest calls of the binding). */
-#define LB_SPAN_MAGIC 0x5370616eu /* "Span" */
 
 typedef struct lb_span {
     basalt_span *span; /* owned reference, NULL for the no-op handle */
     basalt_ctx *prev;  /* block handles: the context to restore (owned) */
     lb_flow *flow;     /* block handles: the coroutine's slot (valid while it runs) */
     int active;        /* block still running */
-    unsigned magic;    /* LB_SPAN_MAGIC */
+    uint64_t magic;    /* lb_mark(LB_MARK_SPAN) */
 } lb_span;
 
 /* ---- argument errors ---- */

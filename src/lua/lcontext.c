@@ -70,11 +70,9 @@ static lb_flow *lb_flow_lookup(lua_State *L) {
 
 /* ---- basalt.Context values -------------------------------------------------------- */
 
-#define LB_CONTEXT_MAGIC 0x43747874u /* "Ctxt" */
-
 typedef struct lb_context {
     basalt_ctx *ctx;
-    unsigned magic; /* LB_CONTEXT_MAGIC: with the size, identifies a context value */
+    uint64_t magic; /* lb_mark(LB_MARK_CONTEXT) */
 } lb_context;
 
 /* The metatable, also under a light key: faster than by name. */
@@ -83,17 +81,16 @@ static const char CONTEXT_MT_KEY = 'c';
 void lb_push_context(lua_State *L, basalt_ctx *ctx) {
     lb_context *c = lua_newuserdatauv(L, sizeof *c, 0);
     c->ctx = ctx;
-    c->magic = LB_CONTEXT_MAGIC;
+    c->magic = lb_mark(LB_MARK_CONTEXT);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &CONTEXT_MT_KEY);
     lua_setmetatable(L, -2);
 }
 
 basalt_ctx *lb_check_context(lua_State *L, int idx, int arg, const char *fname) {
-    /* Only lb_push_context makes userdata of this size with this mark (a script
-     * cannot write userdata memory), so no metatable lookup is needed. */
+    /* The mark and size identify a context value (see lb_mark). */
     lb_context *c = lua_touserdata(L, idx);
     if (c == NULL || lua_type(L, idx) != LUA_TUSERDATA || lua_rawlen(L, idx) != sizeof *c ||
-        c->magic != LB_CONTEXT_MAGIC)
+        c->magic != lb_mark(LB_MARK_CONTEXT))
         lb_argerror(L, arg, fname,
                     lua_pushfstring(L, "basalt.Context expected, got %s", luaL_typename(L, idx)));
     return c->ctx;

@@ -10,7 +10,7 @@ static lb_span *check_span(lua_State *L) {
     lb_span *h = lua_touserdata(L, 1);
     /* Only lb_push_span makes full userdata of this size with this mark (a
      * script cannot write userdata memory), so no metatable lookup is needed. */
-    if (h == NULL || lua_rawlen(L, 1) != sizeof *h || h->magic != LB_SPAN_MAGIC)
+    if (h == NULL || lua_rawlen(L, 1) != sizeof *h || h->magic != lb_mark(LB_MARK_SPAN))
         luaL_typeerror(L, 1, LB_SPAN_MT);
     return h;
 }
@@ -24,7 +24,7 @@ lb_span *lb_push_span(lua_State *L, basalt_span *span) {
     h->prev = NULL;
     h->flow = NULL;
     h->active = 0;
-    h->magic = LB_SPAN_MAGIC;
+    h->magic = lb_mark(LB_MARK_SPAN);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &SPAN_MT_KEY);
     lua_setmetatable(L, -2);
     return h;
@@ -44,6 +44,7 @@ static int m_set_attribute(lua_State *L) {
     lb_span *h = check_span(L);
     size_t klen;
     const char *key = luaL_checklstring(L, 2, &klen);
+    if (memchr(key, '\0', klen)) klen = strlen(key); /* keys are C strings: cut at a NUL */
     if (h->span) {
         size_t len;
         switch (lua_type(L, 3)) { /* scalars inline: the usual case */

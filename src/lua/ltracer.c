@@ -15,20 +15,17 @@
 
 #define LB_TRACER_MT "basalt.Tracer"
 
-#define LB_TRACER_MAGIC 0x54726372u /* "Trcr" */
-
 typedef struct lb_tracer {
     const char *name;    /* held by the uservalue table */
     const char *version; /* may be NULL */
-    unsigned magic;      /* LB_TRACER_MAGIC: with the size, identifies a tracer */
+    uint64_t magic;      /* lb_mark(LB_MARK_TRACER) */
 } lb_tracer;
 
-/* Only l_tracer makes userdata of this size with this mark (a script cannot
- * write userdata memory), so no metatable lookup is needed. */
+/* The mark and size identify a tracer (see lb_mark). */
 static lb_tracer *check_tracer(lua_State *L) {
     lb_tracer *t = lua_touserdata(L, 1);
     if (t == NULL || lua_type(L, 1) != LUA_TUSERDATA || lua_rawlen(L, 1) != sizeof *t ||
-        t->magic != LB_TRACER_MAGIC)
+        t->magic != lb_mark(LB_MARK_TRACER))
         luaL_typeerror(L, 1, LB_TRACER_MT);
     return t;
 }
@@ -38,7 +35,7 @@ static int l_tracer(lua_State *L) {
     const char *version = luaL_optstring(L, 2, NULL);
     lb_tracer *t = lua_newuserdatauv(L, sizeof *t, 2);
     t->name = t->version = NULL;
-    t->magic = LB_TRACER_MAGIC;
+    t->magic = lb_mark(LB_MARK_TRACER);
     lua_pushstring(L, name);
     t->name = lua_tostring(L, -1);
     lua_setiuservalue(L, -2, 1); /* keeps the strings alive */

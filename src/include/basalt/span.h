@@ -143,7 +143,7 @@ BASALT_API bool basalt_span_is_trace(const basalt_span *s);
 /* Writing (copies key and value; later writes of a key replace earlier ones;
  * invalid UTF-8 is repaired). A NONE value writes nothing. */
 BASALT_API void basalt_span_set_attr(basalt_span *s, const char *key, basalt_value v);
-/* The same with the key's length known (no strlen; bindings have it). */
+/* The same with the key's length known (key_len == strlen(key); bindings have it). */
 BASALT_API void basalt_span_set_attr_n(basalt_span *s, const char *key, size_t key_len,
                                        basalt_value v);
 /* Content-gated payloads (skipped when trace_content is off): input/output also
