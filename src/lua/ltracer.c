@@ -84,6 +84,7 @@ static int tracer_start_span(lua_State *L) {
     basalt_kv kv[MAX_START_ATTRS];
     basalt_buf scratch[MAX_START_ATTRS];
     size_t n = 0, nscratch = 0;
+    bool unique = true;
     if (lua_istable(L, 3)) {
         lua_getfield(L, 3, "kind");       /* 4 */
         lua_getfield(L, 3, "parent");     /* 5 */
@@ -98,7 +99,10 @@ static int tracer_start_span(lua_State *L) {
             lua_pushnil(L);
             while (n < MAX_START_ATTRS && lua_next(L, 6)) {
                 if (lua_type(L, -2) == LUA_TSTRING) {
-                    kv[n].key = lua_tostring(L, -2);
+                    size_t klen;
+                    kv[n].key = lua_tolstring(L, -2, &klen);
+                    /* Keys are C strings: two keys equal up to a NUL are one. */
+                    if (memchr(kv[n].key, '\0', klen)) unique = false;
                     size_t len;
                     switch (lua_type(L, -1)) { /* scalars inline: the usual case */
                     case LUA_TSTRING: {
@@ -126,7 +130,7 @@ static int tracer_start_span(lua_State *L) {
     if (!parent_given) o.parent = lb_flow_get(L)->cur; /* looked up only when needed */
     o.attrs = kv;
     o.nattrs = n;
-    o.attrs_unique = true; /* keys of one table */
+    o.attrs_unique = unique; /* keys of one table */
     basalt_error err;
     basalt_span *span = basalt_raw_span_start(&o, NULL, &err);
     for (size_t i = 0; i < nscratch; i++)

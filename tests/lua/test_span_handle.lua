@@ -237,4 +237,27 @@ T.test("trace_content = false leaves content out but keeps the rest", function()
   basalt.init { exporters = { mem } }
 end)
 
+T.test("set_attribute: a key is cut at an embedded NUL, so writing it again replaces it", function()
+  -- Read through the OTLP file exporter: two attributes named "k" would make a
+  -- collector reject the whole batch.
+  local path = os.tmpname()
+  basalt.init { exporters = { { type = "file", path = path } } }
+  basalt.start_observe({ name = "r", feature_slug = "f" }, function()
+    basalt.observe({ name = "s" }, function(s)
+      s:set_attribute("k\0ignored", 1)
+      s:set_attribute("k", 2)
+    end)
+  end)
+  T.eq(basalt.shutdown(5000), true)
+  local f = assert(io.open(path))
+  local text = f:read("a")
+  f:close()
+  os.remove(path)
+  local n = 0
+  for _ in text:gmatch('"key":"k"') do n = n + 1 end
+  T.eq(n, 1, "one attribute named k")
+  T.truthy(text:find('"key":"k","value":{"intValue":"2"}', 1, true), text)
+  basalt.init { exporters = { mem } }
+end)
+
 T.run()

@@ -92,4 +92,22 @@ T.test("wrong arguments raise naming them", function()
   T.raises("bad argument #1 to 'context_with'", basalt.context_with, 42, {})
 end)
 
+T.test("start attributes: keys equal up to an embedded NUL are one attribute", function()
+  -- Read through the OTLP file exporter: two attributes named "k" would make a
+  -- collector reject the whole batch.
+  local path = os.tmpname()
+  basalt.init { exporters = { { type = "file", path = path } } }
+  tracer:start_span("s", { attributes = { ["k\0a"] = 1, ["k\0b"] = 2, other = 3 } }):finish()
+  T.eq(basalt.shutdown(5000), true)
+  local f = assert(io.open(path))
+  local text = f:read("a")
+  f:close()
+  os.remove(path)
+  local n = 0
+  for _ in text:gmatch('"key":"k"') do n = n + 1 end
+  T.eq(n, 1, "one attribute named k: " .. text)
+  T.truthy(text:find('"key":"other"', 1, true))
+  basalt.init { exporters = { mem } }
+end)
+
 T.run()
