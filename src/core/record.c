@@ -245,6 +245,15 @@ void record_push_interned(record_impl *r, const char *key, uint32_t hash, basalt
     r->pub.nattrs++;
 }
 
+bool record_push_interned_n(record_impl *r, const basalt_kv *kvs, const uint32_t *hashes,
+                            uint32_t n) {
+    if (r->attr_cap - r->pub.nattrs < n) return false;
+    memcpy(&r->attrs[r->pub.nattrs], kvs, sizeof *kvs * n);
+    memcpy(&r->attr_hashes[r->pub.nattrs], hashes, sizeof *hashes * n);
+    r->pub.nattrs += n;
+    return true;
+}
+
 void record_push_borrowed(record_impl *r, const char *key, uint32_t hash, basalt_value v) {
     if (r->pub.nattrs == r->attr_cap) {
         if (r->attr_cap >= RECORD_MAX_ATTRS || !grow_attrs(r)) {

@@ -85,6 +85,9 @@ void record_keep(record_impl *r, void (*fn)(void *), void *obj);
 void record_push_borrowed(record_impl *r, const char *key, uint32_t hash, basalt_value v);
 /* The same for a key interned in attr_keys.c (no lookup). */
 void record_push_interned(record_impl *r, const char *key, uint32_t hash, basalt_value v);
+/* Appends n of them at once when the array has room (false: nothing done). */
+bool record_push_interned_n(record_impl *r, const basalt_kv *kvs, const uint32_t *hashes,
+                            uint32_t n);
 /* Appends an event (attributes copied). */
 void record_add_event(record_impl *r, const char *name, uint64_t time_ns, const basalt_kv *attrs,
                       size_t n);

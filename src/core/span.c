@@ -78,6 +78,14 @@ static struct {
         *org_name, *exp_id, *exp_name, *exp_slug, *should_eval, *evaluators, *metadata, *p_slug,
         *p_version, *p_tag, *p_provider, *p_model, *p_vars, *p_cache;
 } K;
+/* The three markers of a Basalt span, by root-ness and kind, ready to append
+ * in one copy; known: their bits in record_impl.known_set. Built with K. */
+typedef struct marker_set {
+    basalt_kv kv[3];
+    uint32_t hash[3];
+    uint64_t known[2];
+} marker_set;
+static marker_set markers[2][BASALT_KIND__COUNT];
 static pthread_once_t keys_once = PTHREAD_ONCE_INIT;
 
 static void keys_init_once(void) {
@@ -125,6 +133,24 @@ static void keys_init_once(void) {
     K.p_model = attr_key_intern(BASALT_ATTR_PROMPT_MODEL_MODEL, H.p_model);
     K.p_vars = attr_key_intern(BASALT_ATTR_PROMPT_VARIABLES, H.p_vars);
     K.p_cache = attr_key_intern(BASALT_ATTR_PROMPT_FROM_CACHE, H.p_cache);
+    for (int root = 0; root < 2; root++) {
+        for (int k = 0; k < BASALT_KIND__COUNT; k++) {
+            marker_set *m = &markers[root][k];
+            m->kv[0].key = root ? K.root : K.trace;
+            m->hash[0] = root ? H.root : H.trace;
+            m->kv[0].value = basalt_v_bool(true);
+            m->kv[1].key = K.in_trace;
+            m->hash[1] = H.in_trace;
+            m->kv[1].value = basalt_v_bool(true);
+            m->kv[2].key = K.kind;
+            m->hash[2] = H.kind;
+            m->kv[2].value = basalt_v_strn(kind_names[k], strlen(kind_names[k]));
+            for (int i = 0; i < 3; i++) {
+                int idx = attr_key_index(m->kv[i].key);
+                m->known[idx >> 6] |= 1ull << (idx & 63);
+            }
+        }
+    }
 }
 
 void span_keys_init(void) {
@@ -673,11 +699,12 @@ static void materialise(basalt_span *s, record_impl *rec) {
         if (p && p->in_trace) push_prop(rec, own, K.in_trace, H.in_trace, basalt_v_bool(true));
         return;
     }
-    if (s->is_root) push_prop(rec, own, K.root, H.root, basalt_v_bool(true));
-    if (!s->is_root) push_prop(rec, own, K.trace, H.trace, basalt_v_bool(true));
-    push_prop(rec, own, K.in_trace, H.in_trace, basalt_v_bool(true));
-    const char *kn = kind_names[s->kind];
-    push_prop(rec, own, K.kind, H.kind, basalt_v_strn(kn, strlen(kn)));
+    const marker_set *m = &markers[s->is_root][s->kind];
+    if (!(rec->known_set[0] & m->known[0]) && !(rec->known_set[1] & m->known[1]) &&
+        record_push_interned_n(rec, m->kv, m->hash, 3))
+        return; /* the usual case: no marker written by hand, room for all three */
+    for (int i = 0; i < 3; i++)
+        push_prop(rec, own, m->kv[i].key, m->hash[i], m->kv[i].value);
 }
 
 void basalt_span_end(basalt_span *s, uint64_t end_ns) {
