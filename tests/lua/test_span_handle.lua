@@ -260,4 +260,30 @@ T.test("set_attribute: a key is cut at an embedded NUL, so writing it again repl
   basalt.init { exporters = { mem } }
 end)
 
+T.test("a marker written by hand is written once, with that value", function()
+  local path = os.tmpname()
+  basalt.init { exporters = { { type = "file", path = path } } }
+  basalt.start_observe({ name = "r", feature_slug = "f" }, function()
+    basalt.observe({ name = "s", kind = "tool" }, function(s)
+      s:set_attribute("basalt.span.kind", "custom"):set_attribute("basalt.in_trace", false)
+    end)
+    basalt.observe({ name = "plain", kind = "tool" }, function() end)
+  end)
+  T.eq(basalt.shutdown(5000), true)
+  local f = assert(io.open(path))
+  local text = f:read("a")
+  f:close()
+  os.remove(path)
+  local function count(pat) local n = 0; for _ in text:gmatch(pat) do n = n + 1 end; return n end
+  -- Over the three spans: "s" writes both by hand, "plain" and the root get the markers.
+  T.eq(count('"key":"basalt.span.kind"'), 3)
+  T.eq(count('"key":"basalt.in_trace"'), 3)
+  T.truthy(text:find('"key":"basalt.span.kind","value":{"stringValue":"custom"}', 1, true))
+  T.truthy(text:find('"key":"basalt.in_trace","value":{"boolValue":false}', 1, true))
+  T.truthy(text:find('"key":"basalt.span.kind","value":{"stringValue":"tool"}', 1, true))
+  T.eq(count('"key":"basalt.trace"'), 2, "both children")
+  T.eq(count('"key":"basalt.root"'), 1)
+  basalt.init { exporters = { mem } }
+end)
+
 T.run()
