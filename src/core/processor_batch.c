@@ -278,13 +278,14 @@ static void batch_on_end(basalt_processor *p, const basalt_span_record *rec) {
     } else if (b->count == b->cfg.max_queue_size) {
         if (b->cfg.blocking) {
             /* A producer that filled the queue outpaces the exporter: it resumes
-             * once two batches' worth of room is free (or a quarter of the
-             * queue, when that is more), not at the first free slot. The worker
-             * still has a batch ready, so throughput is the same, and the
-             * producer wakes half as often: fewer context switches, and fewer
-             * starts with caches another process has since filled. */
-            size_t two = 2 * (size_t)b->cfg.max_export_batch_size;
-            size_t low = b->cfg.max_queue_size > two ? b->cfg.max_queue_size - two : 0;
+             * once three batches' worth of room is free (or three quarters of
+             * the queue, when that is less), not at the first free slot. The
+             * worker still has a batch ready, so throughput is the same, a
+             * blocked span end waits at most three exports, and the producer
+             * wakes a third as often: fewer context switches, and fewer starts
+             * with caches another process has filled meanwhile. */
+            size_t three = 3 * (size_t)b->cfg.max_export_batch_size;
+            size_t low = b->cfg.max_queue_size > three ? b->cfg.max_queue_size - three : 0;
             if (low < b->cfg.max_queue_size / 4) low = b->cfg.max_queue_size / 4;
             uint64_t d = basalt_monotonic_ns() + (uint64_t)b->cfg.export_timeout_ms * NS_PER_MS;
             while (b->count > low && !b->stopping && wait_until(&b->room_cv, &b->lock, d)) {
