@@ -238,51 +238,38 @@ T.test("trace_content = false leaves content out but keeps the rest", function()
 end)
 
 T.test("set_attribute: a key is cut at an embedded NUL, so writing it again replaces it", function()
-  -- Read through the OTLP file exporter: two attributes named "k" would make a
-  -- collector reject the whole batch.
-  local path = os.tmpname()
-  basalt.init { exporters = { { type = "file", path = path } } }
-  basalt.start_observe({ name = "r", feature_slug = "f" }, function()
-    basalt.observe({ name = "s" }, function(s)
-      s:set_attribute("k\0ignored", 1)
-      s:set_attribute("k", 2)
+  -- Read in the OTLP output: two attributes named "k" would make a collector
+  -- reject the whole batch.
+  local text = T.otlp_text(basalt, function()
+    basalt.start_observe({ name = "r", feature_slug = "f" }, function()
+      basalt.observe({ name = "s" }, function(s)
+        s:set_attribute("k\0ignored", 1)
+        s:set_attribute("k", 2)
+      end)
     end)
   end)
-  T.eq(basalt.shutdown(5000), true)
-  local f = assert(io.open(path))
-  local text = f:read("a")
-  f:close()
-  os.remove(path)
-  local n = 0
-  for _ in text:gmatch('"key":"k"') do n = n + 1 end
-  T.eq(n, 1, "one attribute named k")
+  T.eq(T.count(text, '"key":"k"'), 1, "one attribute named k")
   T.truthy(text:find('"key":"k","value":{"intValue":"2"}', 1, true), text)
   basalt.init { exporters = { mem } }
 end)
 
 T.test("a marker written by hand is written once, with that value", function()
-  local path = os.tmpname()
-  basalt.init { exporters = { { type = "file", path = path } } }
-  basalt.start_observe({ name = "r", feature_slug = "f" }, function()
-    basalt.observe({ name = "s", kind = "tool" }, function(s)
-      s:set_attribute("basalt.span.kind", "custom"):set_attribute("basalt.in_trace", false)
+  local text = T.otlp_text(basalt, function()
+    basalt.start_observe({ name = "r", feature_slug = "f" }, function()
+      basalt.observe({ name = "s", kind = "tool" }, function(s)
+        s:set_attribute("basalt.span.kind", "custom"):set_attribute("basalt.in_trace", false)
+      end)
+      basalt.observe({ name = "plain", kind = "tool" }, function() end)
     end)
-    basalt.observe({ name = "plain", kind = "tool" }, function() end)
   end)
-  T.eq(basalt.shutdown(5000), true)
-  local f = assert(io.open(path))
-  local text = f:read("a")
-  f:close()
-  os.remove(path)
-  local function count(pat) local n = 0; for _ in text:gmatch(pat) do n = n + 1 end; return n end
   -- Over the three spans: "s" writes both by hand, "plain" and the root get the markers.
-  T.eq(count('"key":"basalt.span.kind"'), 3)
-  T.eq(count('"key":"basalt.in_trace"'), 3)
+  T.eq(T.count(text, '"key":"basalt.span.kind"'), 3)
+  T.eq(T.count(text, '"key":"basalt.in_trace"'), 3)
   T.truthy(text:find('"key":"basalt.span.kind","value":{"stringValue":"custom"}', 1, true))
   T.truthy(text:find('"key":"basalt.in_trace","value":{"boolValue":false}', 1, true))
   T.truthy(text:find('"key":"basalt.span.kind","value":{"stringValue":"tool"}', 1, true))
-  T.eq(count('"key":"basalt.trace"'), 2, "both children")
-  T.eq(count('"key":"basalt.root"'), 1)
+  T.eq(T.count(text, '"key":"basalt.trace"'), 2, "both children")
+  T.eq(T.count(text, '"key":"basalt.root"'), 1)
   basalt.init { exporters = { mem } }
 end)
 

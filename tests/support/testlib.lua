@@ -83,6 +83,31 @@ function T.near(actual, expected, tolerance, what)
   end
 end
 
+-- Runs fn with basalt exporting to a temporary OTLP JSON file, shuts the
+-- runtime down, and returns the file's text (the exact bytes a collector would
+-- get). basalt.init is left to the caller afterwards.
+function T.otlp_text(basalt, fn)
+  local path = os.tmpname()
+  basalt.init { exporters = { { type = "file", path = path } } }
+  fn()
+  T.eq(basalt.shutdown(5000), true, "shutdown")
+  local f = assert(io.open(path))
+  local text = f:read("a")
+  f:close()
+  os.remove(path)
+  return text
+end
+
+-- How many times the plain text needle occurs in text.
+function T.count(text, needle)
+  local n, at = 0, 1
+  while true do
+    local i = text:find(needle, at, true)
+    if not i then return n end
+    n, at = n + 1, i + #needle
+  end
+end
+
 function T.run()
   local passed, failed = 0, 0
   local only = os.getenv("TEST_ONLY")
