@@ -109,7 +109,17 @@ void *block_alloc(int k, size_t size) {
         }
         unlock(p);
     }
-    if (c && c->n[k]) return c->blocks[k][--c->n[k]];
+    if (c && c->n[k]) {
+        void *b = c->blocks[k][--c->n[k]];
+        /* The next block likely comes from another thread's cache (an export
+         * worker freed it): start fetching it for writing now. */
+        if (c->n[k]) {
+            const char *next = c->blocks[k][c->n[k] - 1];
+            for (size_t off = 0; off < size; off += 64)
+                __builtin_prefetch(next + off, 1);
+        }
+        return b;
+    }
     return malloc(size);
 }
 
