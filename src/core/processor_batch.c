@@ -41,6 +41,7 @@ typedef struct batch_processor {
 
     const basalt_span_record **batch; /* (L) the in-flight batch (released in a fork child) */
     size_t nbatch;                    /* (L) */
+    const basalt_span_record **spare; /* worker only: a finished batch, released unlocked */
 
     uint64_t flush_req;    /* (L) flush requests made (generation) */
     uint64_t flush_done;   /* (L) flush requests completed */
@@ -126,6 +127,7 @@ static void free_processor(batch_processor *b) {
     destroy_sync(b);
     free(b->ring);
     free(b->batch);
+    free(b->spare);
     free(b);
 }
 
@@ -164,11 +166,21 @@ static void export_batch(batch_processor *b) {
         atomic_fetch_add_explicit(&e->counters.failures, 1, memory_order_relaxed);
     }
     pthread_mutex_lock(&b->lock);
-    for (size_t i = 0; i < b->nbatch; i++)
-        basalt_record_release(b->batch[i]);
+    /* The records are released outside the lock: span ends that find the queue
+     * lock busy would otherwise wait for 512 releases. Swapped into the spare
+     * array first, so a fork child (which releases `batch`) never sees them. */
+    const basalt_span_record **done = b->batch;
+    b->batch = b->spare;
+    b->spare = done;
     b->nbatch = 0;
     b->done += n;
     pthread_cond_broadcast(&b->done_cv);
+    pthread_mutex_unlock(&b->lock);
+    for (size_t i = 0; i < n; i++) {
+        if (i + 4 < n) __builtin_prefetch(done[i + 4], 1); /* cold again by now */
+        basalt_record_release(done[i]);
+    }
+    pthread_mutex_lock(&b->lock);
 }
 
 /* Moves up to max_export_batch_size records from the ring to the batch (L). */
@@ -470,9 +482,11 @@ basalt_processor *basalt_batch_processor_new(basalt_exporter *exp, const basalt_
     if (b->cfg.export_timeout_ms == 0) b->cfg.export_timeout_ms = 30000;
     b->ring = calloc(b->cfg.max_queue_size, sizeof *b->ring);
     b->batch = calloc(b->cfg.max_export_batch_size, sizeof *b->batch);
-    if (b->ring == NULL || b->batch == NULL) {
+    b->spare = calloc(b->cfg.max_export_batch_size, sizeof *b->spare);
+    if (b->ring == NULL || b->batch == NULL || b->spare == NULL) {
         free(b->ring);
         free(b->batch);
+        free(b->spare);
         free(b);
         return NULL;
     }
