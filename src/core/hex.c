@@ -1,7 +1,6 @@
 /* Lowercase hex encoding of ids. */
 #include "basalt/record.h"
 
-#include <pthread.h>
 #include <string.h>
 
 /* Eight bytes become sixteen characters in a few word operations: each nibble
