@@ -362,10 +362,15 @@ static basalt_span *open_span(const basalt_ctx *parent, const char *name) {
     return s;
 }
 
-static void request_attrs(basalt_span *s, const call *cl, bool ok) {
+/* Status and timing of a request that was made. The prompt.get span also gets
+ * http.method and http.url at top level (Decision 11); section 15's request
+ * spans keep those inside basalt.metadata only (6.7). */
+static void request_attrs(basalt_span *s, const call *cl, bool ok, bool with_method_url) {
     if (s == NULL || !cl->made) return;
-    basalt_span_set_attr(s, BASALT_ATTR_HTTP_METHOD, basalt_v_str("GET"));
-    basalt_span_set_attr(s, BASALT_ATTR_HTTP_URL, basalt_v_str(cl->url));
+    if (with_method_url) {
+        basalt_span_set_attr(s, BASALT_ATTR_HTTP_METHOD, basalt_v_str("GET"));
+        basalt_span_set_attr(s, BASALT_ATTR_HTTP_URL, basalt_v_str(cl->url));
+    }
     if (cl->status > 0)
         basalt_span_set_attr(s, BASALT_ATTR_HTTP_STATUS_CODE, basalt_v_int(cl->status));
     basalt_span_set_attr(s, BASALT_ATTR_REQUEST_DURATION_MS, basalt_v_double(cl->duration_ms));
@@ -432,7 +437,7 @@ static void request_span_end(basalt_span *s, const call *cl, bool ok,
     }
     basalt_span_set_output(s, basalt_v_strn(b.data, b.len));
     basalt_buf_free(&b);
-    request_attrs(s, cl, ok);
+    request_attrs(s, cl, ok, false);
     if (cl->made)
         basalt_span_set_attr(s, BASALT_ATTR_HTTP_RESPONSE_TIME_MS,
                              basalt_v_double(cl->duration_ms));
@@ -537,7 +542,7 @@ bool basalt_prompts_get(basalt_prompts_client *c, const basalt_prompt_get_opts *
                                   .from_cache = from_cache};
         basalt_span_set_prompt(span, &pa);
         basalt_span_set_attr(span, BASALT_ATTR_PROMPT_FROM_CACHE, basalt_v_bool(from_cache));
-        request_attrs(span, &cl, fetched);
+        request_attrs(span, &cl, fetched, true);
         if (!ok) fail_span(span, &e);
         basalt_span_end(span, 0);
         basalt_span_release(span);

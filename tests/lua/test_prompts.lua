@@ -536,6 +536,8 @@ T.test("describe and list record section 15 request spans", function()
   T.eq(d.attributes["basalt.request.success"], true)
   T.eq(type(d.attributes["basalt.request.duration_ms"]), "number")
   T.eq(type(d.attributes["http.response_time_ms"]), "number")
+  T.eq(d.attributes["http.method"], nil, "http.method only inside basalt.metadata")
+  T.eq(d.attributes["http.url"], nil, "http.url only inside basalt.metadata")
   local meta = d.attributes["basalt.metadata"]
   for _, frag in ipairs { '"basalt.api.client":"prompts"', '"basalt.api.operation":"describe"',
     '"basalt.internal.api":true', '"http.method":"GET"', '"basalt.prompt.slug":"qa-system"',
