@@ -424,6 +424,11 @@ bool basalt_init(const basalt_config *cfg, basalt_error *err) {
     g_state = pl ? RT_ACTIVE : RT_SHUT;
     pthread_mutex_unlock(&rt_lock);
     if (old) stop_pipeline(old, old->shutdown_timeout_ms, NULL);
+    if (pl == NULL) { /* disabled: stats() counts from this init, so nothing */
+        pthread_mutex_lock(&rt_lock);
+        memset(&g_last_stats, 0, sizeof g_last_stats);
+        pthread_mutex_unlock(&rt_lock);
+    }
     pthread_mutex_unlock(&lifecycle_lock);
     return true;
 }

@@ -9,7 +9,10 @@ end)
 
 T.test("enabled = false turns spans into no-ops while blocks still run", function()
   local mem = basalt.memory_exporter()
+  basalt.init { exporters = { basalt.memory_exporter() } }
+  basalt.start_observe({ name = "earlier", feature_slug = "f" }, function() end)
   basalt.init { exporters = { mem }, enabled = false }
+  T.eq(basalt.stats().spans_started, 0, "stats count from the disabling init")
   local v = basalt.start_observe({ name = "r", feature_slug = "f" }, function(s)
     T.falsy(s:is_recording())
     return basalt.observe("c", function() return 5 end)
