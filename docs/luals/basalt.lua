@@ -67,8 +67,12 @@ function Span:set_evaluation_config(config) end
 ---@param experiment string|basalt.Experiment
 ---@return basalt.Span
 function Span:set_experiment(experiment) end
+---@param prompt string|table a prompt text, or a prompt object
 ---@return basalt.Span
 function Span:set_prompt(prompt) end
+---@param text string the completion: the output, and gen_ai.output.messages on generation spans
+---@return basalt.Span
+function Span:set_completion(text) end
 ---@param code "ok"|"error"|"unset"
 ---@param message? string
 ---@return basalt.Span

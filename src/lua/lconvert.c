@@ -5,6 +5,7 @@
 #include "basalt/otlp_json.h"
 
 #include <ctype.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,8 +31,14 @@ static void json_number(lua_State *L, int idx, basalt_buf *out) {
             basalt_buf_puts(out, "null");
             return;
         }
-        snprintf(tmp, sizeof tmp, "%.15g", d);
-        if (strtod(tmp, NULL) != d) snprintf(tmp, sizeof tmp, "%.17g", d);
+        /* Shortest round-trip form (11.1): 0.1 stays 0.1, 1/3 gets 16 digits.
+         * A normal double whose shortest form has at most 15 digits prints as
+         * that form at precision 15; subnormals carry fewer digits, so they
+         * count up from 1. */
+        for (int prec = fabs(d) < DBL_MIN && d != 0 ? 1 : 15; prec <= 17; prec++) {
+            snprintf(tmp, sizeof tmp, "%.*g", prec, d);
+            if (strtod(tmp, NULL) == d) break;
+        }
         /* Keep floats recognisable as floats: 1 -> 1.0. */
         if (!strpbrk(tmp, ".eEn")) strcat(tmp, ".0");
     }
@@ -225,6 +232,21 @@ void lb_json_append(lua_State *L, int idx, basalt_buf *out) {
 
 /* ---- attribute values --------------------------------------------------------------- */
 
+/* The placeholder name of a value that has no JSON form, or NULL. */
+static const char *top_level_placeholder(int type) {
+    switch (type) {
+    case LUA_TFUNCTION:
+        return "function";
+    case LUA_TTHREAD:
+        return "thread";
+    case LUA_TUSERDATA:
+    case LUA_TLIGHTUSERDATA:
+        return "userdata";
+    default:
+        return NULL;
+    }
+}
+
 static basalt_value scalar(lua_State *L, int idx, int *ok) {
     *ok = 1;
     switch (lua_type(L, idx)) {
@@ -287,6 +309,15 @@ basalt_value lb_to_value(lua_State *L, int idx, basalt_buf *scratch, int arrays_
     if (lua_isnil(L, idx)) {
         basalt_value none = {0};
         return none;
+    }
+    const char *placeholder = top_level_placeholder(lua_type(L, idx));
+    if (placeholder) { /* a placeholder string, unquoted like any string value */
+        warn_placeholder(placeholder);
+        size_t start = scratch->len;
+        basalt_buf_putc(scratch, '<');
+        basalt_buf_puts(scratch, placeholder);
+        basalt_buf_putc(scratch, '>');
+        return basalt_v_strn(scratch->data + start, scratch->len - start);
     }
     if (arrays_ok && lua_istable(L, idx) && try_array(L, idx, scratch, &v)) return v;
     size_t start = scratch->len;

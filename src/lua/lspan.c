@@ -84,7 +84,7 @@ static int m_set_attributes(lua_State *L) {
         while (lua_next(L, 2)) {
             if (lua_type(L, -2) == LUA_TSTRING) {
                 basalt_buf scratch = {0};
-                basalt_value v = lb_to_value(L, -1, &scratch, 1);
+                basalt_value v = lb_to_value(L, -1, &scratch, 0); /* 11.2: serialised */
                 basalt_span_set_attr(h->span, lua_tostring(L, -2), v);
                 basalt_buf_free(&scratch);
             }
@@ -226,7 +226,9 @@ static void set_prompt(lua_State *L, basalt_span *s, int idx) {
     if (s == NULL || lua_isnoneornil(L, idx)) return;
     idx = lua_absindex(L, idx);
     if (lua_type(L, idx) == LUA_TSTRING) { /* generation: a prompt text */
-        payload(L, s, idx, basalt_span_set_input);
+        size_t len;
+        const char *text = lua_tolstring(L, idx, &len);
+        basalt_span_set_prompt_text(s, text, len);
         return;
     }
     basalt_prompt_attrs p;
@@ -235,7 +237,11 @@ static void set_prompt(lua_State *L, basalt_span *s, int idx) {
         basalt_span_set_prompt(s, &p);
         if (basalt_span_kind(s) == BASALT_KIND_GENERATION) {
             lua_getfield(L, idx, "text");
-            if (lua_type(L, -1) == LUA_TSTRING) payload(L, s, -1, basalt_span_set_input);
+            if (lua_type(L, -1) == LUA_TSTRING) {
+                size_t len;
+                const char *text = lua_tolstring(L, -1, &len);
+                basalt_span_set_prompt_text(s, text, len);
+            }
             lua_pop(L, 1);
         }
     }
@@ -245,6 +251,20 @@ static void set_prompt(lua_State *L, basalt_span *s, int idx) {
 static int m_set_prompt(lua_State *L) {
     lb_span *h = check_span(L);
     set_prompt(L, h->span, 2);
+    RETURN_SELF;
+}
+
+/* set_completion(text): the output, plus gen_ai.output.messages on generation
+ * spans; a non-string value is written as set_output writes it. */
+static int m_set_completion(lua_State *L) {
+    lb_span *h = check_span(L);
+    if (lua_type(L, 2) == LUA_TSTRING) {
+        size_t len;
+        const char *text = lua_tolstring(L, 2, &len);
+        basalt_span_set_completion(h->span, text, len);
+    } else {
+        payload(L, h->span, 2, basalt_span_set_output);
+    }
     RETURN_SELF;
 }
 
@@ -551,6 +571,7 @@ void lb_open_span(lua_State *L) {
                                        {"set_evaluation_config", m_set_evaluation_config},
                                        {"set_experiment", m_set_experiment},
                                        {"set_prompt", m_set_prompt},
+                                       {"set_completion", m_set_completion},
                                        {"set_status", m_set_status},
                                        {"record_error", m_record_error},
                                        {"add_event", m_add_event},

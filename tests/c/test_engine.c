@@ -362,6 +362,40 @@ static void test_shutdown_makes_spans_noops_until_init(void) {
     CHECK_INT(basalt_memory_exporter_count(mem), 1);
 }
 
+static void test_generation_prompt_and_completion_write_messages(void) {
+    setup();
+    basalt_trace_opts t = {.name = "r", .feature_slug = "f"};
+    basalt_ctx *rc = NULL;
+    basalt_span *root = basalt_trace_start(&t, &rc, NULL);
+    basalt_span_opts o = {.name = "llm", .kind = BASALT_KIND_GENERATION, .parent = rc};
+    basalt_ctx *c = NULL;
+    basalt_span *g = basalt_span_start(&o, &c, NULL);
+    const char *prompt = "Hi \"you\"";
+    basalt_span_set_prompt_text(g, prompt, strlen(prompt));
+    basalt_span_set_completion(g, "ok", 2);
+    basalt_span_end(g, 0);
+    basalt_span_release(g);
+    basalt_ctx_release(c);
+    basalt_span_set_completion(root, "done", 4); /* not a generation: output only */
+    basalt_span_end(root, 0);
+    basalt_span_release(root);
+    basalt_ctx_release(rc);
+    const basalt_span_record *recs[2];
+    size_t n = basalt_memory_exporter_snapshot(mem, recs, 2);
+    CHECK_INT(n, 2);
+    const basalt_span_record *llm = find(recs, n, "llm"), *r = find(recs, n, "r");
+    CHECK_STR(str_attr(llm, BASALT_ATTR_INPUT), "Hi \"you\"");
+    CHECK_STR(str_attr(llm, BASALT_ATTR_GENAI_INPUT_MESSAGES),
+              "[{\"role\":\"user\",\"parts\":[{\"type\":\"text\",\"content\":\"Hi "
+              "\\\"you\\\"\"}]}]");
+    CHECK_STR(str_attr(llm, BASALT_ATTR_GENAI_OUTPUT_MESSAGES),
+              "[{\"role\":\"assistant\",\"parts\":[{\"type\":\"text\",\"content\":\"ok\"}],"
+              "\"finish_reason\":\"stop\"}]");
+    CHECK_STR(str_attr(r, BASALT_ATTR_OUTPUT), "done");
+    CHECK(r && basalt_record_attr(r, BASALT_ATTR_GENAI_OUTPUT_MESSAGES) == NULL);
+    release_all(recs, n);
+}
+
 static void cleanup(void) {
     basalt_shutdown(1000);
     basalt_exporter_release(mem);
@@ -378,4 +412,5 @@ TEST_MAIN(TEST_CASE(test_root_and_children_carry_markers_and_feature_slug),
           TEST_CASE(test_explicit_attribute_beats_propagated),
           TEST_CASE(test_dynamic_identity_reaches_root_and_later_spans),
           TEST_CASE(test_threads_keep_separate_contexts),
-          TEST_CASE(test_shutdown_makes_spans_noops_until_init), TEST_CASE(cleanup))
+          TEST_CASE(test_shutdown_makes_spans_noops_until_init),
+          TEST_CASE(test_generation_prompt_and_completion_write_messages), TEST_CASE(cleanup))

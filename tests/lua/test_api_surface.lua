@@ -17,7 +17,7 @@ local module_functions = {
 local span_methods = {
   "set_attribute", "set_attributes", "set_input", "set_output", "set_io", "set_metadata",
   "set_identity", "add_evaluator", "add_evaluators", "set_evaluation_config", "set_experiment",
-  "set_prompt", "set_status", "record_error", "add_event", "set_model", "set_response_model",
+  "set_prompt", "set_completion", "set_status", "record_error", "add_event", "set_model", "set_response_model",
   "set_operation_name", "set_provider", "set_tokens", "set_temperature", "set_top_p", "set_top_k",
   "set_max_tokens", "set_response_id", "set_finish_reasons", "set_latency", "set_query",
   "set_results_count", "set_tool_name", "set_function_name", "set_stage", "add_metric",

@@ -66,6 +66,36 @@ T.test("cycles, functions, userdata and threads become placeholders with a warni
   T.truthy(found, "a warning about the cycle was logged")
 end)
 
+T.test("a function, userdata or thread value itself is the placeholder string, unquoted", function()
+  local a = on_span("span", function(s)
+    s:set_input(print)
+    s:set_output(io.stdout)
+    s:set_attribute("co", coroutine.create(print))
+    s:set_attributes { fa = print }
+  end)
+  T.eq(a["basalt.span.input"], "<function>")
+  T.eq(a["basalt.span.output"], "<userdata>")
+  T.eq(a.co, "<thread>")
+  T.eq(a.fa, "<function>")
+end)
+
+T.test("set_attributes serialises tables (arrays too); set_attribute keeps scalar arrays", function()
+  local a = on_span("span", function(s)
+    s:set_attributes { sb = { 1, 2 }, names = { "a" } }
+    s:set_attribute("native", { 1, 2 })
+  end)
+  T.eq(a.sb, "[1,2]"); T.eq(a.names, '["a"]')
+  T.eq(a.native, { 1, 2 })
+end)
+
+T.test("JSON floats are written in their shortest round-trip form", function()
+  local a = on_span("span", function(s)
+    s:set_input { third = 1 / 3, big = 2 ^ 63, tenth = 0.1, one = 1.0, tiny = 5e-324 }
+  end)
+  T.eq(a["basalt.span.input"],
+    '{"big":9.223372036854776e+18,"one":1.0,"tenth":0.1,"third":0.3333333333333333,"tiny":5e-324}')
+end)
+
 T.test("tables nested deeper than 64 levels are cut as <too deep>", function()
   local deep = {}
   local cur = deep
@@ -207,6 +237,22 @@ T.test("set_prompt writes the prompt attributes", function()
   T.eq(a["basalt.span.input"], "Answer x")
 end)
 
+T.test("a generation's prompt text and completion also write the GenAI messages", function()
+  local a = on_span("generation", function(s)
+    s:set_prompt('Say "hi"'):set_completion("hi\n")
+  end)
+  T.eq(a["basalt.span.input"], 'Say "hi"'); T.eq(a["basalt.span.output"], "hi\n")
+  T.eq(a["gen_ai.input.messages"], '[{"role":"user","parts":[{"type":"text","content":"Say \\"hi\\""}]}]')
+  T.eq(a["gen_ai.output.messages"],
+    '[{"role":"assistant","parts":[{"type":"text","content":"hi\\n"}],"finish_reason":"stop"}]')
+  local p = on_span("generation", function(s) s:set_prompt { slug = "qa", text = "Answer x" } end)
+  T.eq(p["gen_ai.input.messages"], '[{"role":"user","parts":[{"type":"text","content":"Answer x"}]}]')
+  local t = on_span("tool", function(s) s:set_prompt("p"):set_completion("c") end)
+  T.eq(t["basalt.span.input"], "p"); T.eq(t["basalt.span.output"], "c")
+  T.eq(t["gen_ai.input.messages"], nil, "messages on generation spans only")
+  T.eq(t["gen_ai.output.messages"], nil)
+end)
+
 T.test("current-context helpers act on the current span", function()
   mem:clear()
   basalt.start_observe({ name = "r", feature_slug = "f" }, function(root)
@@ -233,6 +279,9 @@ T.test("trace_content = false leaves content out but keeps the rest", function()
     "basalt.tool.output", "basalt.event.payload" }) do
     T.eq(a[k], nil, k)
   end
+  local g = on_span("generation", function(s) s:set_prompt("secret"):set_completion("secret") end)
+  T.eq(g["gen_ai.input.messages"], nil); T.eq(g["gen_ai.output.messages"], nil)
+  T.eq(g["basalt.span.input"], nil)
   T.eq(a["basalt.retrieval.query"], "q"); T.eq(a["basalt.tool.name"], "t"); T.eq(a["basalt.metadata"], '{"m":1}')
   basalt.init { exporters = { mem } }
 end)

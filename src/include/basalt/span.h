@@ -153,6 +153,10 @@ BASALT_API void basalt_span_set_input(basalt_span *s, basalt_value v);
 BASALT_API void basalt_span_set_output(basalt_span *s, basalt_value v);
 BASALT_API void basalt_span_set_variables(basalt_span *s, const char *json_object);
 BASALT_API void basalt_span_set_event_payload(basalt_span *s, basalt_value v);
+/* The prompt text as input; on generation spans also (gated) gen_ai.input.messages. */
+BASALT_API void basalt_span_set_prompt_text(basalt_span *s, const char *text, size_t len);
+/* The completion as output; on generation spans also (gated) gen_ai.output.messages. */
+BASALT_API void basalt_span_set_completion(basalt_span *s, const char *text, size_t len);
 /* Writes a gated attribute (e.g. gen_ai.input.messages) only when content is on. */
 BASALT_API void basalt_span_set_content_attr(basalt_span *s, const char *key, basalt_value v);
 /* Merges one key into the span's basalt.metadata JSON object (value is JSON text). */
