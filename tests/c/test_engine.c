@@ -48,14 +48,19 @@ static void release_all(const basalt_span_record **recs, size_t n) {
         basalt_record_release(recs[i]);
 }
 
+/* Ends s and drops the references its start handed out. */
+static void finish(basalt_span *s, basalt_ctx *c) {
+    basalt_span_end(s, 0);
+    basalt_span_release(s);
+    basalt_ctx_release(c);
+}
+
 /* Opens a child of ctx and ends it at once. */
 static void leaf(basalt_ctx *ctx, const char *name, basalt_kind kind) {
     basalt_span_opts o = {.name = name, .kind = kind, .parent = ctx};
     basalt_ctx *c = NULL;
     basalt_span *s = basalt_span_start(&o, &c, NULL);
-    basalt_span_end(s, 0);
-    basalt_span_release(s);
-    basalt_ctx_release(c);
+    finish(s, c);
 }
 
 static void test_root_and_children_carry_markers_and_feature_slug(void) {
@@ -241,9 +246,7 @@ static void test_explicit_attribute_beats_propagated(void) {
     basalt_identity other = {"u2", "Bob", NULL, NULL};
     basalt_span_set_identity(root, &other);
     basalt_span_set_attr(root, "custom.int", basalt_v_int(42));
-    basalt_span_end(root, 0);
-    basalt_span_release(root);
-    basalt_ctx_release(rc);
+    finish(root, rc);
     const basalt_span_record *recs[2];
     size_t n = basalt_memory_exporter_snapshot(mem, recs, 2);
     CHECK_INT(n, 1);
@@ -301,9 +304,7 @@ static void *worker(void *arg) {
         basalt_ctx *prev = basalt_ctx_attach(rc);
         leaf(basalt_ctx_current(), "child", BASALT_KIND_TOOL);
         basalt_ctx_detach(prev);
-        basalt_span_end(root, 0);
-        basalt_span_release(root);
-        basalt_ctx_release(rc);
+        finish(root, rc);
     }
     return NULL;
 }
@@ -356,9 +357,7 @@ static void test_shutdown_makes_spans_noops_until_init(void) {
     setup();
     basalt_span *s = basalt_trace_start(&t, &rc, &err);
     CHECK(s != NULL);
-    basalt_span_end(s, 0);
-    basalt_span_release(s);
-    basalt_ctx_release(rc);
+    finish(s, rc);
     CHECK_INT(basalt_memory_exporter_count(mem), 1);
 }
 
@@ -373,13 +372,9 @@ static void test_generation_prompt_and_completion_write_messages(void) {
     const char *prompt = "Hi \"you\"";
     basalt_span_set_prompt_text(g, prompt, strlen(prompt));
     basalt_span_set_completion(g, "ok", 2);
-    basalt_span_end(g, 0);
-    basalt_span_release(g);
-    basalt_ctx_release(c);
+    finish(g, c);
     basalt_span_set_completion(root, "done", 4); /* not a generation: output only */
-    basalt_span_end(root, 0);
-    basalt_span_release(root);
-    basalt_ctx_release(rc);
+    finish(root, rc);
     const basalt_span_record *recs[2];
     size_t n = basalt_memory_exporter_snapshot(mem, recs, 2);
     CHECK_INT(n, 2);
