@@ -99,6 +99,10 @@ int lb_parse_prompt(lua_State *L, int idx, basalt_prompt_attrs *out, basalt_buf 
 /* Pushes a new handle for span (takes ownership; NULL = no-op handle). */
 lb_span *lb_push_span(lua_State *L, basalt_span *span);
 void lb_open_span(lua_State *L);
+/* Raises, before any span opens (Decision 6), when the metadata, variables or
+ * prompt option (stack indices, 0 when absent) has the wrong type. */
+void lb_check_payload_opts(lua_State *L, int metadata, int variables, int prompt,
+                           const char *fname);
 /* Applies observe/start_observe payload options to the span: stack indices of
  * the metadata, input, variables and prompt values (0 when absent). */
 void lb_apply_payload_opts(lua_State *L, int metadata, int input, int variables, int prompt,

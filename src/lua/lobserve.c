@@ -297,6 +297,7 @@ static int observe_impl(lua_State *L, int root, int opts, int fn_idx, int args, 
     obs_fields f;
     gather_fields(L, opts, &f);
     basalt_kind kind = root ? BASALT_KIND_TRACE : parse_kind(L, f.kind, fname);
+    lb_check_payload_opts(L, f.metadata, f.variables, f.prompt, fname);
     lb_log_drain(L);
     lb_flow *flow = lb_flow_get(L);
     const char *evals[MAX_EVALS];

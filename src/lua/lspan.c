@@ -542,6 +542,19 @@ static int span_tostring(lua_State *L) {
     return 1;
 }
 
+static bool absent_or_table(lua_State *L, int idx) {
+    return idx == 0 || lua_isnoneornil(L, idx) || lua_istable(L, idx);
+}
+
+void lb_check_payload_opts(lua_State *L, int metadata, int variables, int prompt,
+                           const char *fname) {
+    if (!absent_or_table(L, metadata)) luaL_error(L, "metadata must be a mapping");
+    if (!absent_or_table(L, variables))
+        luaL_error(L, "Span variables must be provided as a mapping.");
+    if (!absent_or_table(L, prompt))
+        lb_argerror(L, 1, fname, "prompt must be a prompt table (from basalt.prompts.get)");
+}
+
 void lb_apply_payload_opts(lua_State *L, int metadata, int input, int variables, int prompt,
                            basalt_span *span) {
     if (span == NULL) return;

@@ -138,6 +138,23 @@ T.test("observe options input, metadata, variables are applied", function()
   T.eq(mem:find("r").attributes["basalt.span.input"], '{"q":1}')
 end)
 
+T.test("a wrong metadata, variables or prompt option raises before the span opens", function()
+  mem:clear()
+  local before = basalt.stats()
+  basalt.start_observe({ name = "r", feature_slug = "f" }, function()
+    T.raises("metadata must be a mapping", basalt.observe, { name = "a", metadata = 5 }, function() end)
+    T.raises("Span variables must be provided as a mapping.", basalt.observe,
+      { name = "b", variables = "x" }, function() end)
+    T.raises("bad argument #1 to 'observe' (prompt must be a prompt table", basalt.observe,
+      { name = "c", prompt = 5 }, function() end)
+  end)
+  T.raises("metadata must be a mapping", basalt.start_observe,
+    { name = "r2", feature_slug = "f", metadata = "x" }, function() end)
+  local after = basalt.stats()
+  T.eq(after.spans_started - before.spans_started, 1, "only the root opened")
+  T.eq(after.spans_ended - before.spans_ended, 1, "and it ended")
+end)
+
 T.test("set_metadata rejects non-tables", function()
   T.raises("metadata must be a mapping", function()
     basalt.start_observe({ name = "r", feature_slug = "f" }, function(s) s:set_metadata("x") end)
