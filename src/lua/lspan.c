@@ -2,6 +2,7 @@
  * handle so calls chain; all are no-ops on an ended span or a no-op handle. */
 #include "lbasalt.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -332,17 +333,42 @@ static int m_record_error(lua_State *L) {
     RETURN_SELF;
 }
 
+/* Event attributes: a stack array for the usual few, the heap beyond. */
+#define EVENT_ATTRS_INLINE 32
+
 static int m_add_event(lua_State *L) {
     lb_span *h = check_span(L);
     const char *name = luaL_checkstring(L, 2);
+    if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
     if (h->span == NULL) RETURN_SELF;
-    basalt_kv kv[32];
-    size_t n = 0;
-    basalt_buf scratch[32];
-    memset(scratch, 0, sizeof scratch);
+    size_t cap = 0;
     if (lua_istable(L, 3)) {
         lua_pushnil(L);
-        while (n < 32 && lua_next(L, 3)) {
+        while (lua_next(L, 3)) {
+            cap += lua_type(L, -2) == LUA_TSTRING;
+            lua_pop(L, 1);
+        }
+    }
+    basalt_kv kv_inline[EVENT_ATTRS_INLINE];
+    basalt_buf scratch_inline[EVENT_ATTRS_INLINE];
+    basalt_kv *kv = kv_inline;
+    basalt_buf *scratch = scratch_inline;
+    if (cap > EVENT_ATTRS_INLINE) {
+        kv = malloc(sizeof *kv * cap);
+        scratch = calloc(cap, sizeof *scratch);
+        if (kv == NULL || scratch == NULL) { /* keep what fits rather than fail */
+            free(kv);
+            free(scratch);
+            kv = kv_inline;
+            scratch = scratch_inline;
+            cap = EVENT_ATTRS_INLINE;
+        }
+    }
+    if (scratch == scratch_inline) memset(scratch_inline, 0, sizeof scratch_inline);
+    size_t n = 0;
+    if (cap) {
+        lua_pushnil(L);
+        while (n < cap && lua_next(L, 3)) {
             if (lua_type(L, -2) == LUA_TSTRING) {
                 kv[n].key = lua_tostring(L, -2);
                 kv[n].value = lb_to_value(L, -1, &scratch[n], 1);
@@ -352,8 +378,12 @@ static int m_add_event(lua_State *L) {
         }
     }
     basalt_span_add_event(h->span, name, kv, n);
-    for (size_t i = 0; i < 32; i++)
+    for (size_t i = 0; i < n; i++)
         basalt_buf_free(&scratch[i]);
+    if (kv != kv_inline) {
+        free(kv);
+        free(scratch);
+    }
     RETURN_SELF;
 }
 

@@ -85,6 +85,7 @@ static int tracer_start_span(lua_State *L) {
     basalt_buf scratch[MAX_START_ATTRS];
     size_t n = 0, nscratch = 0;
     bool unique = true;
+    int more = 0; /* lua_next stopped at MAX_START_ATTRS: the rest follow the start */
     if (lua_istable(L, 3)) {
         lua_getfield(L, 3, "kind");       /* 4 */
         lua_getfield(L, 3, "parent");     /* 5 */
@@ -95,9 +96,9 @@ static int tracer_start_span(lua_State *L) {
             parent_given = 1;
         }
         if (!lua_isnil(L, 6)) {
-            lb_checktype(L, 6, LUA_TTABLE, "start_span");
+            if (!lua_istable(L, 6)) lb_argerror(L, 3, "start_span", "attributes must be a table");
             lua_pushnil(L);
-            while (n < MAX_START_ATTRS && lua_next(L, 6)) {
+            while (n < MAX_START_ATTRS && (more = lua_next(L, 6)) != 0) {
                 if (lua_type(L, -2) == LUA_TSTRING) {
                     size_t klen;
                     kv[n].key = lua_tolstring(L, -2, &klen);
@@ -136,6 +137,17 @@ static int tracer_start_span(lua_State *L) {
     for (size_t i = 0; i < nscratch; i++)
         basalt_buf_free(&scratch[i]);
     if (span == NULL && err.message[0]) return lb_argerror(L, 2, "start_span", err.message);
+    if (more && n == MAX_START_ATTRS) { /* the iteration key is on top: go on from it */
+        while (lua_next(L, 6)) {
+            if (lua_type(L, -2) == LUA_TSTRING) {
+                basalt_buf extra = {0};
+                basalt_value v = lb_to_value(L, -1, &extra, 1);
+                basalt_span_set_attr(span, lua_tostring(L, -2), v);
+                basalt_buf_free(&extra);
+            }
+            lua_pop(L, 1);
+        }
+    }
     lb_push_span(L, span);
     return 1;
 }

@@ -206,6 +206,18 @@ T.test("set_status: ok is final, unset ignored, unknown raises", function()
   end)
 end)
 
+T.test("add_event keeps every attribute, past the first 32 too, and rejects a non-table", function()
+  local attrs = {}
+  for i = 1, 50 do attrs["a" .. i] = i end
+  local _, rec = on_span("span", function(s)
+    s:add_event("wide", attrs)
+    T.raises("bad argument #2 to 'add_event' (table expected, got number)", function() s:add_event("x", 5) end)
+  end)
+  local ev = rec.events[1]
+  T.eq(ev.name, "wide")
+  T.eq(ev.attributes, attrs)
+end)
+
 T.test("record_error and add_event add events", function()
   local _, s = on_span("span", function(h)
     h:add_event("cache.miss", { key = "k", n = 2 })

@@ -20,6 +20,18 @@ T.test("a plain span has its scope, kind and attributes and no Basalt markers", 
   T.eq(r.parent_span_id, nil)
 end)
 
+T.test("every start attribute is kept, past the first 64 too", function()
+  mem:clear()
+  local attrs, want = {}, {}
+  for i = 1, 100 do attrs["k" .. i] = i; want["k" .. i] = i end
+  attrs.list = { 1, 2 }; want.list = { 1, 2 }
+  attrs[1] = "positional keys are not attributes"
+  tracer:start_span("wide", { attributes = attrs }):finish()
+  T.eq(mem:find("wide").attributes, want)
+  T.raises("bad argument #3 to 'start_span' (attributes must be a table)", tracer.start_span, tracer, "x",
+    { attributes = 5 })
+end)
+
 T.test("inside a Basalt trace a plain span gets in_trace and every propagated value", function()
   mem:clear()
   basalt.init { exporters = { mem }, sample_rate = 1.0 }
