@@ -276,6 +276,8 @@ static int resolve_identity(lua_State *L, int ident_idx, int args, int nargs,
 static size_t resolve_evaluators(lua_State *L, int evals_idx, const char **out, size_t cap) {
     if (evals_idx == 0) return 0;
     int n = lb_parse_evaluators(L, evals_idx); /* raises the 10.1 errors */
+    if ((size_t)n > cap)
+        basalt_log_once(BASALT_LOG_WARN, "only the first %zu evaluators of a span are used", cap);
     size_t k = 0;
     for (int i = 1; i <= n && k < cap; i++) {
         lua_rawgeti(L, -1, i);
@@ -421,6 +423,9 @@ static int l_with_evaluators(lua_State *L) {
     int nargs = lua_gettop(L) - 2;
     lb_flow *flow = lb_flow_get(L);
     int n = lb_parse_evaluators(L, 1);
+    if (n > MAX_EVALS)
+        basalt_log_once(BASALT_LOG_WARN, "with_evaluators: only the first %d evaluators are used",
+                        MAX_EVALS);
     const char *slugs[MAX_EVALS];
     int k = 0;
     for (int i = 1; i <= n && k < MAX_EVALS; i++) {
