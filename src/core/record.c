@@ -181,9 +181,35 @@ void record_set_attr(record_impl *r, const char *key, bool static_key, basalt_va
     record_set_attr_n(r, key, strlen(key), static_key, false, v);
 }
 
+/* True when some byte of s has its high bit set (not plain ASCII). */
+static bool has_high_bit(const char *s, size_t len) {
+    uint64_t high = 0;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        high |= w;
+    }
+    for (; i < len; i++)
+        high |= (unsigned char)s[i];
+    return (high & 0x8080808080808080ull) != 0;
+}
+
 void record_set_attr_n(record_impl *r, const char *key, size_t key_len, bool static_key,
                        bool unique, basalt_value v) {
     if (v.type == BASALT_VAL_NONE) return;
+    if (has_high_bit(key, key_len)) {
+        /* Keys are looked up as exported: after UTF-8 repair, two different
+         * invalid keys can be one key (a duplicate makes a collector reject
+         * the batch). The repaired copy lives in the arena. */
+        size_t n;
+        const char *fixed = strdup_len(r, key, key_len, &n);
+        if (fixed == NULL) return;
+        key = fixed;
+        key_len = n;
+        static_key = true;
+        unique = false;
+    }
     uint32_t h = record_key_hash_n(key, key_len);
     basalt_value copy;
     if (v.type == BASALT_VAL_STRING) { /* the usual case, without the generic copy */
@@ -291,9 +317,17 @@ void record_add_event(record_impl *r, const char *name, uint64_t time_ns, const 
     if (copy) {
         for (size_t i = 0; i < n; i++) {
             if (attrs[i].value.type == BASALT_VAL_NONE) continue;
-            copy[e->nattrs].key = record_strdup(r, attrs[i].key, strlen(attrs[i].key));
-            if (!record_copy_value(r, attrs[i].value, &copy[e->nattrs].value)) continue;
-            e->nattrs++;
+            const char *k = record_strdup(r, attrs[i].key, strlen(attrs[i].key));
+            basalt_value v;
+            if (k == NULL || !record_copy_value(r, attrs[i].value, &v)) continue;
+            /* Keys as exported (cut at a NUL, UTF-8 repaired) are unique: a
+             * later one replaces the value of an earlier equal one. */
+            uint32_t j = 0;
+            while (j < e->nattrs && strcmp(copy[j].key, k) != 0)
+                j++;
+            copy[j].key = k;
+            copy[j].value = v;
+            if (j == e->nattrs) e->nattrs++;
         }
     }
     r->pub.nevents++;

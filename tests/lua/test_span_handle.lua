@@ -315,6 +315,35 @@ T.test("trace_content = false leaves content out but keeps the rest", function()
   basalt.init { exporters = { mem } }
 end)
 
+T.test("keys are unique as exported: invalid UTF-8 keys that repair alike are one key", function()
+  local text = T.otlp_text(basalt, function()
+    basalt.start_observe({ name = "r", feature_slug = "f" }, function(s)
+      s:set_attribute("k\xff", 1):set_attribute("k\xff", 2):set_attribute("k\xfe", 3)
+      s:set_attributes { ["m\xff"] = 1, ["m\xfe"] = 2 }
+      s:add_event("e", { ["a\0x"] = 1, ["a\0y"] = 2, ["b\xff"] = 1, ["b\xfe"] = 2 })
+    end)
+    basalt.tracer("t"):start_span("plain", { attributes = { ["p\xff"] = 1, ["p\xfe"] = 2 } }):finish()
+  end)
+  T.eq(T.count(text, '"key":"k\u{FFFD}"'), 1, "one k")
+  T.truthy(text:find('"key":"k\u{FFFD}","value":{"intValue":"3"}', 1, true), "the last write wins")
+  T.eq(T.count(text, '"key":"m\u{FFFD}"'), 1, "one m")
+  T.eq(T.count(text, '"key":"a"'), 1, "one event attribute a")
+  T.eq(T.count(text, '"key":"b\u{FFFD}"'), 1, "one event attribute b")
+  T.eq(T.count(text, '"key":"p\u{FFFD}"'), 1, "one start attribute p")
+  basalt.init { exporters = { mem } }
+end)
+
+T.test("a prompt option whose fields raise fails before the span opens", function()
+  local before = basalt.stats()
+  basalt.start_observe({ name = "r", feature_slug = "f" }, function()
+    local bad = setmetatable({}, { __index = function() error("no field") end })
+    T.raises("no field", basalt.observe, { name = "p", prompt = bad }, function() end)
+  end)
+  local after = basalt.stats()
+  T.eq(after.spans_started - before.spans_started, 1, "only the root opened")
+  T.eq(after.spans_ended - before.spans_ended, 1)
+end)
+
 T.test("set_attribute: a key is cut at an embedded NUL, so writing it again replaces it", function()
   -- Read in the OTLP output: two attributes named "k" would make a collector
   -- reject the whole batch.
