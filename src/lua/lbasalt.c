@@ -84,8 +84,11 @@ void lb_log_drain(lua_State *L) {
         lua_pushstring(L, msg);
         free(msg);
         /* A failing logger must not break the program: report on stderr, go on. */
-        if (lua_pcall(L, 2, 0, 0) != LUA_OK)
-            fprintf(stderr, "basalt [error] the logger raised: %s\n", lua_tostring(L, -1));
+        if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+            const char *why = lua_tostring(L, -1);
+            fprintf(stderr, "basalt [error] the logger raised: %s\n",
+                    why ? why : luaL_typename(L, -1)); /* error({}) carries no text */
+        }
         lua_settop(L, top);
     }
 }

@@ -103,10 +103,15 @@ void lb_open_span(lua_State *L);
  * prompt option (stack indices, 0 when absent) has the wrong type. */
 void lb_check_payload_opts(lua_State *L, int metadata, int variables, int prompt,
                            const char *fname);
+/* Reads the prompt option at stack index prompt (0: none) into out, before the
+ * span opens (reading may run __index and raise); its strings stay on the
+ * stack. Returns 0 when there is no usable prompt. */
+int lb_read_prompt_opt(lua_State *L, int prompt, basalt_prompt_attrs *out);
 /* Applies observe/start_observe payload options to the span: stack indices of
- * the metadata, input, variables and prompt values (0 when absent). */
-void lb_apply_payload_opts(lua_State *L, int metadata, int input, int variables, int prompt,
-                           basalt_span *span);
+ * the metadata, input and variables values (0 when absent), and the prompt
+ * read by lb_read_prompt_opt (NULL when none). Raises nothing. */
+void lb_apply_payload_opts(lua_State *L, int metadata, int input, int variables,
+                           const basalt_prompt_attrs *prompt, basalt_span *span);
 /* Records a Lua error value as an exception on span. */
 void lb_record_error(lua_State *L, int err_idx, basalt_span *span, const char *traceback);
 

@@ -311,16 +311,24 @@ static int l_inject(lua_State *L) {
 }
 
 /* Case-insensitive header lookup in the table at idx. */
+/* The header's value at the top of the stack as a C string; one with an
+ * embedded NUL is malformed as a whole, so it reads as empty (invalid). */
+static const char *header_text(lua_State *L) {
+    size_t len;
+    const char *v = lua_tolstring(L, -1, &len);
+    return memchr(v, '\0', len) ? "" : v;
+}
+
 static const char *header(lua_State *L, int idx, const char *name) {
     lua_getfield(L, idx, name);
-    if (lua_type(L, -1) == LUA_TSTRING) return lua_tostring(L, -1); /* stays on the stack */
+    if (lua_type(L, -1) == LUA_TSTRING) return header_text(L); /* stays on the stack */
     lua_pop(L, 1);
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING &&
             strcasecmp(lua_tostring(L, -2), name) == 0) {
             lua_remove(L, -2); /* keep the value on the stack */
-            return lua_tostring(L, -1);
+            return header_text(L);
         }
         lua_pop(L, 1);
     }

@@ -541,6 +541,10 @@ int lb_parse_prompt(lua_State *L, int idx, basalt_prompt_attrs *out, basalt_buf 
         out->provider = opt_string_field(L, m, "provider");
         out->model = opt_string_field(L, m, "model");
     }
+    lua_getfield(L, idx, "from_cache");
+    out->from_cache = lua_toboolean(L, -1);
+    /* Last: the fields above may run __index (and raise); the serialiser does
+     * not, so vars_json is never left filled by an error. */
     lua_getfield(L, idx, "variables");
     if (lua_istable(L, -1)) {
         lua_pushnil(L);
@@ -551,7 +555,5 @@ int lb_parse_prompt(lua_State *L, int idx, basalt_prompt_attrs *out, basalt_buf 
             out->variables_json = basalt_buf_cstr(vars_json);
         }
     }
-    lua_getfield(L, idx, "from_cache");
-    out->from_cache = lua_toboolean(L, -1);
     return 1;
 }

@@ -309,6 +309,8 @@ static int observe_impl(lua_State *L, int root, int opts, int fn_idx, int args, 
     basalt_span *span;
     basalt_ctx *ctx = NULL;
     basalt_error err;
+    basalt_prompt_attrs prompt;
+    int has_prompt = 0;
     if (root) {
         basalt_trace_opts o = {0};
         o.name = opt_name(L, &f);
@@ -348,6 +350,7 @@ static int observe_impl(lua_State *L, int root, int opts, int fn_idx, int args, 
                 o.evaluation_config_json = lua_tostring(L, -1);
             }
         }
+        has_prompt = lb_read_prompt_opt(L, f.prompt, &prompt);
         o.policy = lb_policy_for(L, &o.policy_ud);
         lb_policy_call pctx = {L, opts};
         if (o.policy) o.policy_ud = &pctx;
@@ -360,6 +363,7 @@ static int observe_impl(lua_State *L, int root, int opts, int fn_idx, int args, 
         o.evaluators = evals;
         o.nevaluators = nevals;
         o.parent = flow->cur;
+        has_prompt = lb_read_prompt_opt(L, f.prompt, &prompt);
         span = basalt_span_start(&o, &ctx, &err);
     }
     lb_log_drain(L); /* e.g. the outside-a-trace warning, before the block runs */
@@ -368,7 +372,7 @@ static int observe_impl(lua_State *L, int root, int opts, int fn_idx, int args, 
         lua_settop(L, top);
         return run_noop(L, fn_idx, args, nargs, pass_span);
     }
-    lb_apply_payload_opts(L, f.metadata, f.input, f.variables, f.prompt, span);
+    lb_apply_payload_opts(L, f.metadata, f.input, f.variables, has_prompt ? &prompt : NULL, span);
     lua_settop(L, top);
     return run_block(L, flow, span, ctx, fn_idx, args, nargs, pass_span);
 }

@@ -284,8 +284,18 @@ static int m_set_status(lua_State *L) {
     RETURN_SELF;
 }
 
-void lb_record_error(lua_State *L, int err_idx, basalt_span *span, const char *traceback) {
-    err_idx = lua_absindex(L, err_idx);
+typedef struct error_args {
+    basalt_span *span;
+    const char *traceback;
+} error_args;
+
+/* Under lua_pcall: the error value (1) read through its metamethods
+ * (__index, __tostring), which may raise. */
+static int record_error_protected(lua_State *L) {
+    const error_args *a = lua_touserdata(L, 2);
+    basalt_span *span = a->span;
+    const char *traceback = a->traceback;
+    int err_idx = 1;
     const char *type = "error";
     switch (lua_type(L, err_idx)) {
     case LUA_TSTRING:
@@ -319,6 +329,25 @@ void lb_record_error(lua_State *L, int err_idx, basalt_span *span, const char *t
         msg = luaL_tolstring(L, err_idx, NULL);
     }
     basalt_span_record_exception(span, type, msg, traceback);
+    return 0;
+}
+
+void lb_record_error(lua_State *L, int err_idx, basalt_span *span, const char *traceback) {
+    err_idx = lua_absindex(L, err_idx);
+    int top = lua_gettop(L);
+    error_args a = {span, traceback};
+    lua_pushcfunction(L, record_error_protected);
+    lua_pushvalue(L, err_idx);
+    lua_pushlightuserdata(L, &a);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+        /* A failing metamethod of the error value is a failing user callback:
+         * the span still gets its exception, the block's error goes on. */
+        basalt_log_once(BASALT_LOG_WARN,
+                        "an error value's metamethods raised while it was recorded on a span");
+        basalt_span_record_exception(span, luaL_typename(L, err_idx),
+                                     "(an error value whose metamethods raised)", traceback);
+    }
+    lua_settop(L, top);
 }
 
 static int m_record_error(lua_State *L) {
@@ -585,19 +614,26 @@ void lb_check_payload_opts(lua_State *L, int metadata, int variables, int prompt
         lb_argerror(L, 1, fname, "prompt must be a prompt table (from basalt.prompts.get)");
 }
 
-void lb_apply_payload_opts(lua_State *L, int metadata, int input, int variables, int prompt,
-                           basalt_span *span) {
+int lb_read_prompt_opt(lua_State *L, int prompt, basalt_prompt_attrs *out) {
+    if (prompt == 0) return 0;
+    basalt_buf vars = {0};
+    int ok = lb_parse_prompt(L, prompt, out, &vars);
+    if (ok && out->variables_json) { /* into a Lua string: nothing on the C heap */
+        lua_pushlstring(L, vars.data, vars.len);
+        out->variables_json = lua_tostring(L, -1);
+    }
+    basalt_buf_free(&vars);
+    return ok;
+}
+
+void lb_apply_payload_opts(lua_State *L, int metadata, int input, int variables,
+                           const basalt_prompt_attrs *prompt, basalt_span *span) {
     if (span == NULL) return;
     int top = lua_gettop(L);
     if (metadata) metadata_into(L, span, metadata);
     if (input) payload(L, span, input, basalt_span_set_input);
     if (variables) set_variables(L, span, variables);
-    if (prompt) {
-        basalt_prompt_attrs p;
-        basalt_buf vars = {0};
-        if (lb_parse_prompt(L, prompt, &p, &vars)) basalt_span_set_prompt(span, &p);
-        basalt_buf_free(&vars);
-    }
+    if (prompt) basalt_span_set_prompt(span, prompt);
     lua_settop(L, top);
 }
 

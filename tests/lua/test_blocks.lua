@@ -146,6 +146,29 @@ T.test("a raising block: status error, exception event, same error value re-rais
   T.eq(#mem:spans(), 2, "each span ends exactly once")
 end)
 
+T.test("an error value whose metamethods raise is still re-raised as is, and the context restored", function()
+  local values = {
+    setmetatable({}, { __tostring = function() error("tostring boom") end }),
+    setmetatable({}, { __tostring = function() return {} end }),
+    setmetatable({}, { __index = function() error("index boom") end }),
+  }
+  for i, bad in ipairs(values) do
+    reset()
+    local ok, got = pcall(basalt.start_observe, { name = "r", feature_slug = "f" }, function()
+      error(bad)
+    end)
+    T.falsy(ok)
+    T.truthy(rawequal(got, bad), "value " .. i .. " re-raised unchanged")
+    local r = mem:find("r")
+    T.truthy(r, "the span ended")
+    T.eq(r.status.code, "error")
+    T.eq(r.events[1].name, "exception")
+    T.eq(basalt.current_span():is_recording(), false, "no span current after the block")
+    basalt.start_observe({ name = "next", feature_slug = "f" }, function() end)
+    T.eq(mem:find("next").parent_span_id, nil, "the next trace is a new trace")
+  end
+end)
+
 T.test("a string error keeps its message and position; the stacktrace names the failing function", function()
   reset()
   local ok, msg = pcall(basalt.start_observe, { name = "r", feature_slug = "f" }, function()

@@ -164,6 +164,15 @@ T.test("an invalid traceparent is ignored and a new trace starts", function()
     T.eq(basalt.extract { traceparent = bad }, nil, bad)
   end
   T.eq(basalt.extract {}, nil)
+  -- A header is a C string on the wire: one with an embedded NUL is malformed.
+  T.eq(basalt.extract { traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\0junk" }, nil)
+  local ctx = basalt.extract { traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    tracestate = "a=1\0\xff", baggage = "k=v\0,,," }
+  basalt.start_observe({ name = "c", feature_slug = "f", parent = ctx }, function()
+    local h = basalt.inject({})
+    T.eq(h.tracestate, nil, "tracestate with a NUL dropped")
+    T.eq(h.baggage, nil, "baggage with a NUL dropped")
+  end)
   mem:clear()
   basalt.start_observe({ name = "fresh", feature_slug = "f", parent = basalt.extract { traceparent = "x" } },
     function() end)
