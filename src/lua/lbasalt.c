@@ -260,7 +260,16 @@ static void warn_unknown_fields(lua_State *L, int opts) {
     }
 }
 
+/* init and shutdown from inside a sampling policy or identity function would
+ * replace the pipeline under the trace that is starting (its spans lost). */
+static void not_in_callback(lua_State *L, const char *fname) {
+    if (lb_in_callback())
+        luaL_error(L, "basalt.%s cannot be called from a sampling policy or identity function",
+                   fname);
+}
+
 static int l_init(lua_State *L) {
+    not_in_callback(L, "init");
     if (lua_isnoneornil(L, 1)) {
         lua_settop(L, 0);
         lua_newtable(L);
@@ -405,6 +414,7 @@ static int l_force_flush(lua_State *L) {
 }
 
 static int l_shutdown(lua_State *L) {
+    not_in_callback(L, "shutdown");
     uint32_t t = timeout_arg(L, 1, "shutdown");
     bool ok = basalt_shutdown(t);
     lb_log_drain(L);

@@ -125,6 +125,8 @@ void lb_open_observe(lua_State *L);
  * (once per distinct message, with traceback) naming `what`, leaves nothing and
  * returns 0. The function and arguments are popped either way. */
 int lb_safe_call(lua_State *L, int nargs, int nresults, const char *what);
+/* True while this thread runs a user callback through lb_safe_call. */
+bool lb_in_callback(void);
 /* Logs (once per distinct message) that the user callback at fn_idx returned
  * an unusable value: names `what`, where the function is defined, the problem,
  * and the traceback of the call into the binding that ran it. */

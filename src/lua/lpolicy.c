@@ -75,6 +75,10 @@ static lua_State *take_thread(lua_State *L) {
     return lua_newthread(L);
 }
 
+bool lb_in_callback(void) {
+    return cur_budget != NULL;
+}
+
 int lb_safe_call(lua_State *L, int nargs, int nresults, const char *what) {
     luaL_checkstack(L, nresults + 4, "user callback");
     lua_State *co = take_thread(L);

@@ -51,6 +51,22 @@ end
 
 -- ---- what the policy sees -------------------------------------------------------------
 
+T.test("init and shutdown from inside a policy are refused; the starting trace is kept", function()
+  local mem, logs = setup {
+    sampling_policy = function()
+      basalt.init { exporters = {} }
+    end,
+  }
+  trace({ name = "kept" }, function() basalt.observe("child", function() end) end)
+  T.truthy(mem:find("kept"), "the trace went to the pipeline it started in")
+  T.truthy(mem:find("child"))
+  T.eq(#matching(logs, "basalt.init cannot be called from a sampling policy"), 1)
+  mem, logs = setup { sampling_policy = function() basalt.shutdown(100) end }
+  trace({ name = "kept2" })
+  T.truthy(mem:find("kept2"))
+  T.eq(#matching(logs, "basalt.shutdown cannot be called from a sampling policy"), 1)
+end)
+
 T.test("the policy sees trace_id, name, feature_slug, identity, metadata, evaluators and sample_rate", function()
   local seen, copy
   local mem = setup {
