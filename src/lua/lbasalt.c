@@ -63,6 +63,10 @@ static lua_State *main_thread(lua_State *L) {
     return m;
 }
 
+/* Loggers running on this thread (thread-local: each OS thread drains its own
+ * states' queue), so init/shutdown can refuse to run inside one. */
+static _Thread_local int logger_depth;
+
 void lb_log_drain(lua_State *L) {
     if (!atomic_load_explicit(&q.pending, memory_order_acquire)) return;
     lua_State *m = main_thread(L);
@@ -84,7 +88,10 @@ void lb_log_drain(lua_State *L) {
         lua_pushstring(L, msg);
         free(msg);
         /* A failing logger must not break the program: report on stderr, go on. */
-        if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+        logger_depth++;
+        int st = lua_pcall(L, 2, 0, 0);
+        logger_depth--;
+        if (st != LUA_OK) {
             const char *why = lua_tostring(L, -1);
             fprintf(stderr, "basalt [error] the logger raised: %s\n",
                     why ? why : luaL_typename(L, -1)); /* error({}) carries no text */
@@ -260,11 +267,14 @@ static void warn_unknown_fields(lua_State *L, int opts) {
     }
 }
 
-/* init and shutdown from inside a sampling policy or identity function would
- * replace the pipeline under the trace that is starting (its spans lost). */
+/* init and shutdown from inside a sampling policy, identity function or the
+ * logger would replace the pipeline under the trace being started or logged
+ * about (its spans lost). */
 static void not_in_callback(lua_State *L, const char *fname) {
-    if (lb_in_callback())
-        luaL_error(L, "basalt.%s cannot be called from a sampling policy or identity function",
+    if (lb_in_callback() || logger_depth)
+        luaL_error(L,
+                   "basalt.%s cannot be called from a sampling policy, identity function or "
+                   "logger",
                    fname);
 }
 

@@ -65,6 +65,17 @@ T.test("init and shutdown from inside a policy are refused; the starting trace i
   trace({ name = "kept2" })
   T.truthy(mem:find("kept2"))
   T.eq(#matching(logs, "basalt.shutdown cannot be called from a sampling policy"), 1)
+  -- the logger likewise: a failing identity function is logged, the logger calls init
+  local failures = 0
+  local m2 = basalt.memory_exporter()
+  basalt.init { exporters = { m2 }, logger = function()
+    failures = failures + 1
+    basalt.init { exporters = {} }
+  end }
+  trace({ name = "logged", identity = function() error("identity fails for the logger test") end })
+  basalt.stats()
+  T.truthy(failures >= 1, "the logger ran")
+  T.truthy(m2:find("logged"), "the trace stayed with its pipeline")
 end)
 
 T.test("the policy sees trace_id, name, feature_slug, identity, metadata, evaluators and sample_rate", function()
