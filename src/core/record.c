@@ -181,24 +181,30 @@ void record_set_attr(record_impl *r, const char *key, bool static_key, basalt_va
     record_set_attr_n(r, key, strlen(key), static_key, false, v);
 }
 
-/* True when some byte of s has its high bit set (not plain ASCII). */
+/* True when some byte of s has its high bit set (not plain ASCII). Words at a
+ * time, the last one overlapping, as in record_key_hash_n. */
 static bool has_high_bit(const char *s, size_t len) {
-    uint64_t high = 0;
-    size_t i = 0;
-    for (; i + 8 <= len; i += 8) {
-        uint64_t w;
+    uint64_t high = 0, w;
+    if (len < 8) {
+        for (size_t i = 0; i < len; i++)
+            high |= (unsigned char)s[i];
+        return (high & 0x80u) != 0;
+    }
+    for (size_t i = 0; i + 8 <= len; i += 8) {
         memcpy(&w, s + i, 8);
         high |= w;
     }
-    for (; i < len; i++)
-        high |= (unsigned char)s[i];
+    memcpy(&w, s + len - 8, 8);
+    high |= w;
     return (high & 0x8080808080808080ull) != 0;
 }
 
 void record_set_attr_n(record_impl *r, const char *key, size_t key_len, bool static_key,
                        bool unique, basalt_value v) {
     if (v.type == BASALT_VAL_NONE) return;
-    if (has_high_bit(key, key_len)) {
+    uint32_t h = record_key_hash_n(key, key_len);
+    const char *known = attr_key_intern(key, h); /* known keys are ASCII */
+    if (known == NULL && has_high_bit(key, key_len)) {
         /* Keys are looked up as exported: after UTF-8 repair, two different
          * invalid keys can be one key (a duplicate makes a collector reject
          * the batch). The repaired copy lives in the arena. */
@@ -209,8 +215,8 @@ void record_set_attr_n(record_impl *r, const char *key, size_t key_len, bool sta
         key_len = n;
         static_key = true;
         unique = false;
+        h = record_key_hash_n(key, key_len);
     }
-    uint32_t h = record_key_hash_n(key, key_len);
     basalt_value copy;
     if (v.type == BASALT_VAL_STRING) { /* the usual case, without the generic copy */
         size_t n;
@@ -233,7 +239,7 @@ void record_set_attr_n(record_impl *r, const char *key, size_t key_len, bool sta
             return;
         }
     }
-    const char *k = attr_key_intern(key, h); /* known keys are not copied */
+    const char *k = known; /* known keys are not copied */
     if (k != NULL) {
         int i = attr_key_index(k);
         r->known_set[i >> 6] |= 1ull << (i & 63); /* propagated values yield to it */
