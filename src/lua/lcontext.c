@@ -310,7 +310,6 @@ static int l_inject(lua_State *L) {
     return 1;
 }
 
-/* Case-insensitive header lookup in the table at idx. */
 /* The header's value at the top of the stack as a C string; one with an
  * embedded NUL is malformed as a whole, so it reads as empty (invalid). */
 static const char *header_text(lua_State *L) {
@@ -318,6 +317,8 @@ static const char *header_text(lua_State *L) {
     const char *v = lua_tolstring(L, -1, &len);
     return memchr(v, '\0', len) ? "" : v;
 }
+
+/* Case-insensitive header lookup in the table at idx. */
 
 static const char *header(lua_State *L, int idx, const char *name) {
     lua_getfield(L, idx, name);

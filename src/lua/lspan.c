@@ -39,6 +39,11 @@ static int self_ret(lua_State *L) {
 }
 #define RETURN_SELF return self_ret(L)
 
+/* Semantics' texts for options of the wrong type, raised by the methods and,
+ * before a span opens, by lb_check_payload_opts. */
+static const char METADATA_NOT_MAP[] = "metadata must be a mapping";
+static const char VARIABLES_NOT_MAP[] = "Span variables must be provided as a mapping.";
+
 /* ---- generic writers ------------------------------------------------------------- */
 
 static int m_set_attribute(lua_State *L) {
@@ -119,7 +124,7 @@ static int m_set_output(lua_State *L) {
 
 static void set_variables(lua_State *L, basalt_span *s, int idx) {
     if (s == NULL || lua_isnoneornil(L, idx)) return;
-    if (!lua_istable(L, idx)) luaL_error(L, "Span variables must be provided as a mapping.");
+    if (!lua_istable(L, idx)) luaL_error(L, "%s", VARIABLES_NOT_MAP);
     basalt_buf b = {0};
     lb_json_append(L, idx, &b);
     basalt_span_set_variables(s, basalt_buf_cstr(&b));
@@ -146,7 +151,7 @@ static int m_set_io(lua_State *L) {
 
 static void metadata_into(lua_State *L, basalt_span *s, int idx) {
     if (lua_isnoneornil(L, idx)) return;
-    if (!lua_istable(L, idx)) luaL_error(L, "metadata must be a mapping");
+    if (!lua_istable(L, idx)) luaL_error(L, "%s", METADATA_NOT_MAP);
     if (s == NULL) return;
     idx = lua_absindex(L, idx);
     lua_pushnil(L);
@@ -607,9 +612,8 @@ static bool absent_or_table(lua_State *L, int idx) {
 
 void lb_check_payload_opts(lua_State *L, int metadata, int variables, int prompt,
                            const char *fname) {
-    if (!absent_or_table(L, metadata)) luaL_error(L, "metadata must be a mapping");
-    if (!absent_or_table(L, variables))
-        luaL_error(L, "Span variables must be provided as a mapping.");
+    if (!absent_or_table(L, metadata)) luaL_error(L, "%s", METADATA_NOT_MAP);
+    if (!absent_or_table(L, variables)) luaL_error(L, "%s", VARIABLES_NOT_MAP);
     if (!absent_or_table(L, prompt))
         lb_argerror(L, 1, fname, "prompt must be a prompt table (from basalt.prompts.get)");
 }
