@@ -122,6 +122,23 @@ void attr_keys_init(void) {
     pthread_once(&once, build);
 }
 
+/* ---- application keys ------------------------------------------------------------ */
+
+/* Keys that applications set, interned on first use (basalt_key_intern): a
+ * record then points at one process-lifetime copy instead of copying the key
+ * per span, and the encoder writes the entry's ready `{"key":..,"value":`.
+ * Each entry is a basalt_key header followed by the key and the fragment, in
+ * one static arena, so the encoder tells an interned key by its address.
+ * Bounded (USER_KEYS_MAX entries, the arena's size); past that callers copy as
+ * before. Guarded by user_keys_lock; published entries never change. */
+#define USER_KEYS_MAX   4096
+#define USER_KEY_MAXLEN 255
+static pthread_mutex_t user_keys_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct { _Alignas(basalt_key) char bytes[256 * 1024]; } user_arena;
+static size_t user_arena_used;
+static const basalt_key *user_slots[USER_KEYS_MAX * 2]; /* open addressing by hash */
+static size_t user_nkeys;
+
 const char *attr_key_intern(const char *key, uint32_t hash) {
     if (key >= attr_keys_begin && key < attr_keys_end) return key; /* already interned */
     for (uint32_t h = hash % NSLOTS; slots[h]; h = (h + 1) % NSLOTS) {
@@ -133,6 +150,12 @@ const char *attr_key_intern(const char *key, uint32_t hash) {
 
 const char *attr_key_fragment(const char *key, size_t *len) {
     const char *base = table[0].s;
+    if (key >= user_arena.bytes && key < user_arena.bytes + sizeof user_arena.bytes) {
+        const basalt_key *k = (const basalt_key *)(const void *)key - 1; /* see key_new */
+        if (k->s != key || k->frag_len == 0) return NULL;
+        *len = k->frag_len;
+        return k->frag;
+    }
     if (key < base || key >= base + sizeof table) return NULL;
     size_t i = (size_t)(key - base) / ATTR_KEY_SLOT;
     if (table[i].s != key || fragment_len[i] == 0) return NULL;
@@ -181,4 +204,71 @@ const char *attr_intern_scope(const char *s) {
     }
     pthread_mutex_unlock(&scopes_lock);
     return found;
+}
+
+/* A new entry for key (valid UTF-8, no NUL) in the arena; NULL when full. */
+static const basalt_key *key_new(const char *key, size_t len, uint32_t hash) {
+    basalt_buf b = {0};
+    basalt_buf_puts(&b, "{\"key\":");
+    basalt_json_write_string(&b, key, len);
+    basalt_buf_puts(&b, ",\"value\":");
+    size_t need = sizeof(basalt_key) + len + 1 + b.len;
+    need = (need + _Alignof(basalt_key) - 1) & ~(_Alignof(basalt_key) - 1);
+    basalt_key *k = NULL;
+    if (b.data && b.len <= UINT16_MAX && sizeof user_arena.bytes - user_arena_used >= need) {
+        k = (basalt_key *)(void *)(user_arena.bytes + user_arena_used);
+        user_arena_used += need;
+        char *text = (char *)(k + 1);
+        memcpy(text, key, len);
+        text[len] = '\0';
+        memcpy(text + len + 1, b.data, b.len);
+        k->len = (uint32_t)len;
+        k->hash = hash;
+        k->frag = text + len + 1;
+        k->frag_len = (uint16_t)b.len;
+        /* A key the runtime knows keeps the known key's identity (its record
+         * bit, its interned pointer); this copy then only carries the header. */
+        const char *known_key = attr_key_intern(text, hash);
+        k->known = known_key ? attr_key_index(known_key) : -1;
+        k->s = known_key ? known_key : text;
+    }
+    basalt_buf_free(&b);
+    return k;
+}
+
+const basalt_key *basalt_key_intern(const char *key, size_t len) {
+    if (key == NULL) return NULL;
+    const char *nul = memchr(key, '\0', len);
+    if (nul) len = (size_t)(nul - key); /* keys are C strings: cut at a NUL */
+    basalt_buf fixed = {0};
+    if (!basalt_utf8_repair(key, len, &fixed)) { /* as exported: see record_set_attr_n */
+        key = fixed.data;
+        len = fixed.len;
+    }
+    const basalt_key *found = NULL;
+    if (key && len <= USER_KEY_MAXLEN) {
+        uint32_t hash = record_key_hash_n(key, len);
+        size_t mask = USER_KEYS_MAX * 2 - 1;
+        pthread_mutex_lock(&user_keys_lock);
+        size_t i = hash & mask;
+        for (; user_slots[i]; i = (i + 1) & mask) {
+            const basalt_key *k = user_slots[i];
+            if (k->hash == hash && k->len == len && memcmp(k->s, key, len) == 0) {
+                found = k;
+                break;
+            }
+        }
+        if (!found && user_nkeys < USER_KEYS_MAX && (found = key_new(key, len, hash))) {
+            user_slots[i] = found;
+            user_nkeys++;
+        }
+        pthread_mutex_unlock(&user_keys_lock);
+    }
+    basalt_buf_free(&fixed);
+    return found;
+}
+
+const char *basalt_key_str(const basalt_key *k, size_t *len) {
+    if (len) *len = k->len;
+    return k->s;
 }

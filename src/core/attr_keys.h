@@ -5,11 +5,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "basalt/span.h"
+
 #define ATTR_KEY_SLOT 48
 
 typedef struct attr_key_slot {
     char s[ATTR_KEY_SLOT];
 } attr_key_slot;
+
+/* An interned key (basalt_key_intern in basalt/span.h). */
+struct basalt_key {
+    const char *s;      /* the key as exported: the known table's copy, or just after this header */
+    const char *frag;   /* its `{"key":..,"value":` JSON */
+    uint32_t len, hash; /* hash = record_key_hash_n(s, len) */
+    int known;          /* index in the known table, or -1 */
+    uint16_t frag_len;
+};
 
 /* Bounds of the interned strings (an interned key points inside). */
 extern const char *const attr_keys_begin, *const attr_keys_end;

@@ -199,24 +199,10 @@ static bool has_high_bit(const char *s, size_t len) {
     return (high & 0x8080808080808080ull) != 0;
 }
 
-void record_set_attr_n(record_impl *r, const char *key, size_t key_len, bool static_key,
-                       bool unique, basalt_value v) {
-    if (v.type == BASALT_VAL_NONE) return;
-    uint32_t h = record_key_hash_n(key, key_len);
-    const char *known = attr_key_intern(key, h); /* known keys are ASCII */
-    if (known == NULL && has_high_bit(key, key_len)) {
-        /* Keys are looked up as exported: after UTF-8 repair, two different
-         * invalid keys can be one key (a duplicate makes a collector reject
-         * the batch). The repaired copy lives in the arena. */
-        size_t n;
-        const char *fixed = strdup_len(r, key, key_len, &n);
-        if (fixed == NULL) return;
-        key = fixed;
-        key_len = n;
-        static_key = true;
-        unique = false;
-        h = record_key_hash_n(key, key_len);
-    }
+/* Stores an attribute whose key is final (known: its index in the known
+ * table, or -1 with copy_key saying whether the key must be copied). */
+static void store_attr(record_impl *r, const char *key, size_t key_len, uint32_t h, int known,
+                       bool copy_key, bool unique, basalt_value v) {
     basalt_value copy;
     if (v.type == BASALT_VAL_STRING) { /* the usual case, without the generic copy */
         size_t n;
@@ -239,18 +225,43 @@ void record_set_attr_n(record_impl *r, const char *key, size_t key_len, bool sta
             return;
         }
     }
-    const char *k = known; /* known keys are not copied */
-    if (k != NULL) {
-        int i = attr_key_index(k);
-        r->known_set[i >> 6] |= 1ull << (i & 63); /* propagated values yield to it */
-    } else {
-        k = static_key ? key : record_strdup(r, key, key_len);
-        if (k == NULL) return;
+    if (known >= 0) {
+        r->known_set[known >> 6] |= 1ull << (known & 63); /* propagated values yield to it */
+    } else if (copy_key) {
+        key = record_strdup(r, key, key_len);
+        if (key == NULL) return;
     }
-    r->attrs[r->pub.nattrs].key = k;
+    r->attrs[r->pub.nattrs].key = key;
     r->attrs[r->pub.nattrs].value = copy;
     r->attr_hashes[r->pub.nattrs] = h;
     r->pub.nattrs++;
+}
+
+void record_set_attr_n(record_impl *r, const char *key, size_t key_len, bool static_key,
+                       bool unique, basalt_value v) {
+    if (v.type == BASALT_VAL_NONE) return;
+    uint32_t h = record_key_hash_n(key, key_len);
+    const char *known = attr_key_intern(key, h); /* known keys are ASCII */
+    if (known) {
+        store_attr(r, known, key_len, h, attr_key_index(known), false, unique, v);
+        return;
+    }
+    if (has_high_bit(key, key_len)) {
+        /* Keys are looked up as exported: after UTF-8 repair, two different
+         * invalid keys can be one key (a duplicate makes a collector reject
+         * the batch). The repaired copy lives in the arena. */
+        size_t n;
+        const char *fixed = strdup_len(r, key, key_len, &n);
+        if (fixed == NULL) return;
+        store_attr(r, fixed, n, record_key_hash_n(fixed, n), -1, false, false, v);
+        return;
+    }
+    store_attr(r, key, key_len, h, -1, !static_key, unique, v);
+}
+
+void record_set_attr_key(record_impl *r, const basalt_key *k, bool unique, basalt_value v) {
+    if (v.type == BASALT_VAL_NONE) return;
+    store_attr(r, k->s, k->len, k->hash, k->known, false, unique, v);
 }
 
 void record_keep(record_impl *r, void (*fn)(void *), void *obj) {

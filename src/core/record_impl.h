@@ -76,6 +76,9 @@ void record_set_attr(record_impl *r, const char *key, bool static_key, basalt_va
  * not set yet (keys of one Lua table), which skips the duplicate scan. */
 void record_set_attr_n(record_impl *r, const char *key, size_t key_len, bool static_key,
                        bool unique, basalt_value v);
+/* The same with an interned key (attr_keys.c): no hashing, lookup or copy. */
+struct basalt_key;
+void record_set_attr_key(record_impl *r, const struct basalt_key *k, bool unique, basalt_value v);
 /* Index of an attribute, or -1. */
 int record_find_attr(const record_impl *r, const char *key, uint32_t hash);
 /* Keeps obj alive (fn(obj) on free) so attributes may borrow its strings. */

@@ -550,7 +550,10 @@ basalt_span *basalt_raw_span_start(const basalt_raw_span_opts *o, basalt_ctx **c
     capture_identity(s);
     for (size_t i = 0; i < o->nattrs; i++) {
         const char *k = o->attrs[i].key;
-        if (k) record_set_attr_n(rec, k, strlen(k), false, o->attrs_unique, o->attrs[i].value);
+        if (o->attr_keys && o->attr_keys[i])
+            record_set_attr_key(rec, o->attr_keys[i], o->attrs_unique, o->attrs[i].value);
+        else if (k)
+            record_set_attr_n(rec, k, strlen(k), false, o->attrs_unique, o->attrs[i].value);
     }
     pipeline_on_start(pl);
     if (ctx_out) *ctx_out = basalt_ctx_retain(&s->ctx);
@@ -775,6 +778,14 @@ void basalt_span_set_attr_n(basalt_span *s, const char *key, size_t key_len, bas
     record_impl *rec = lock_live(s);
     if (rec == NULL) return;
     record_set_attr_n(rec, key, key_len, false, false, v);
+    spin_unlock(&s->lock);
+}
+
+void basalt_span_set_attr_key(basalt_span *s, const basalt_key *key, basalt_value v) {
+    if (key == NULL || v.type == BASALT_VAL_NONE) return;
+    record_impl *rec = lock_live(s);
+    if (rec == NULL) return;
+    record_set_attr_key(rec, key, false, v);
     spin_unlock(&s->lock);
 }
 

@@ -98,6 +98,13 @@ int lb_parse_prompt(lua_State *L, int idx, basalt_prompt_attrs *out, basalt_buf 
 /* ---- lspan.c ---- */
 /* Pushes a new handle for span (takes ownership; NULL = no-op handle). */
 lb_span *lb_push_span(lua_State *L, basalt_span *span);
+/* A state's cache of interned attribute keys (lspan.c). */
+typedef struct lb_key_cache lb_key_cache;
+/* Pushes the state's key cache (made on first use). */
+void lb_push_key_cache(lua_State *L);
+/* The interned key for the Lua string k (length len), or NULL: then copy it.
+ * *exact: the key is exported as given (not cut at a NUL, not repaired). */
+const basalt_key *lb_cached_key(lb_key_cache *c, const char *k, size_t len, bool *exact);
 void lb_open_span(lua_State *L);
 /* Raises, before any span opens (Decision 6), when the metadata, variables or
  * prompt option (stack indices, 0 when absent) has the wrong type. */

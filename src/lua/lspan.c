@@ -6,7 +6,6 @@
 #include <string.h>
 #include <strings.h>
 
-/* Upvalue 1 of every method is the metatable, for a fast type check. */
 static lb_span *check_span(lua_State *L) {
     lb_span *h = lua_touserdata(L, 1);
     /* Only lb_push_span makes full userdata of this size with this mark (a
@@ -46,11 +45,67 @@ static const char VARIABLES_NOT_MAP[] = "Span variables must be provided as a ma
 
 /* ---- generic writers ------------------------------------------------------------- */
 
+/* ---- interned keys ---------------------------------------------------------------- */
+
+/* A state's cache of interned keys (one state runs in one thread at a time,
+ * so no lock), upvalue 1 of the span methods and of tracer:start_span. A
+ * slot is chosen by the address of the Lua string, stable for a loop's literal
+ * key, and then verified by content: the address alone proves nothing, as a
+ * collected string's memory is reused. */
+#define KEY_CACHE_SLOTS 128
+struct lb_key_cache {
+    struct {
+        const char *lua; /* compared, never read */
+        const basalt_key *key;
+    } slot[KEY_CACHE_SLOTS];
+};
+static const char KEY_CACHE_KEY = 'k';
+
+void lb_push_key_cache(lua_State *L) {
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &KEY_CACHE_KEY) != LUA_TNIL) return;
+    lua_pop(L, 1);
+    memset(lua_newuserdatauv(L, sizeof(lb_key_cache), 0), 0, sizeof(lb_key_cache));
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &KEY_CACHE_KEY);
+}
+
+const basalt_key *lb_cached_key(lb_key_cache *c, const char *k, size_t len, bool *exact) {
+    size_t i = ((uintptr_t)k >> 4) % KEY_CACHE_SLOTS;
+    const basalt_key *key = c->slot[i].key;
+    size_t klen;
+    *exact = true;
+    if (key && c->slot[i].lua == k) {
+        const char *text = basalt_key_str(key, &klen);
+        if (klen == len && memcmp(text, k, len) == 0) return key;
+    }
+    key = basalt_key_intern(k, len);
+    const char *text = key ? basalt_key_str(key, &klen) : NULL;
+    if (text == NULL || klen != len || memcmp(text, k, len) != 0) {
+        *exact = key ? false : memchr(k, '\0', len) == NULL; /* cut at a NUL or repaired */
+        return key;
+    }
+    c->slot[i].lua = k;
+    c->slot[i].key = key;
+    return key;
+}
+
+/* Sets key (a string, NUL-cut as a C string) to v, through the key cache. */
+static void set_attr(lua_State *L, basalt_span *span, const char *key, size_t klen,
+                     basalt_value v) {
+    bool exact;
+    const basalt_key *k = lb_cached_key(lua_touserdata(L, lua_upvalueindex(1)), key, klen, &exact);
+    if (k) {
+        basalt_span_set_attr_key(span, k, v);
+        return;
+    }
+    if (memchr(key, '\0', klen)) klen = strlen(key); /* keys are C strings: cut at a NUL */
+    basalt_span_set_attr_n(span, key, klen, v);
+}
+
 static int m_set_attribute(lua_State *L) {
     lb_span *h = check_span(L);
     size_t klen;
     const char *key = luaL_checklstring(L, 2, &klen);
-    if (memchr(key, '\0', klen)) klen = strlen(key); /* keys are C strings: cut at a NUL */
     if (h->span) {
         size_t len;
         switch (lua_type(L, 3)) { /* scalars inline: the usual case */
@@ -59,21 +114,21 @@ static int m_set_attribute(lua_State *L) {
             break;
         case LUA_TSTRING: {
             const char *s = lua_tolstring(L, 3, &len);
-            basalt_span_set_attr_n(h->span, key, klen, basalt_v_strn(s, len));
+            set_attr(L, h->span, key, klen, basalt_v_strn(s, len));
             break;
         }
         case LUA_TNUMBER:
-            basalt_span_set_attr_n(h->span, key, klen,
-                                   lua_isinteger(L, 3) ? basalt_v_int(lua_tointeger(L, 3))
-                                                       : basalt_v_double(lua_tonumber(L, 3)));
+            set_attr(L, h->span, key, klen,
+                     lua_isinteger(L, 3) ? basalt_v_int(lua_tointeger(L, 3))
+                                         : basalt_v_double(lua_tonumber(L, 3)));
             break;
         case LUA_TBOOLEAN:
-            basalt_span_set_attr_n(h->span, key, klen, basalt_v_bool(lua_toboolean(L, 3)));
+            set_attr(L, h->span, key, klen, basalt_v_bool(lua_toboolean(L, 3)));
             break;
         default: {
             basalt_buf scratch = {0};
             basalt_value v = lb_to_value(L, 3, &scratch, 1);
-            basalt_span_set_attr_n(h->span, key, klen, v);
+            set_attr(L, h->span, key, klen, v);
             basalt_buf_free(&scratch);
         }
         }
@@ -686,7 +741,7 @@ void lb_open_span(lua_State *L) {
                                        {NULL, NULL}};
     luaL_newmetatable(L, LB_SPAN_MT);
     lua_newtable(L); /* methods */
-    lua_pushvalue(L, -2);
+    lb_push_key_cache(L);
     luaL_setfuncs(L, methods, 1);
     lua_setfield(L, -2, "__index");
     lua_pushvalue(L, -1);

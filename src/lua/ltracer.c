@@ -75,6 +75,7 @@ static int tracer_start_span(lua_State *L) {
     if (lua_type(L, 2) != LUA_TSTRING) lb_argerror(L, 2, "start_span", "name expected");
     if (!lua_isnoneornil(L, 3)) lb_checktype(L, 3, LUA_TTABLE, "start_span");
     lua_settop(L, 3);
+    lb_key_cache *cache = lua_touserdata(L, lua_upvalueindex(1));
     basalt_raw_span_opts o = {0};
     o.name = lua_tostring(L, 2);
     o.scope_name = t->name;
@@ -82,6 +83,7 @@ static int tracer_start_span(lua_State *L) {
     o.parent = NULL;
     int parent_given = 0;
     basalt_kv kv[MAX_START_ATTRS];
+    const basalt_key *keys[MAX_START_ATTRS];
     basalt_buf scratch[MAX_START_ATTRS];
     size_t n = 0, nscratch = 0;
     bool unique = true;
@@ -102,8 +104,11 @@ static int tracer_start_span(lua_State *L) {
                 if (lua_type(L, -2) == LUA_TSTRING) {
                     size_t klen;
                     kv[n].key = lua_tolstring(L, -2, &klen);
-                    /* Keys are C strings: two keys equal up to a NUL are one. */
-                    if (memchr(kv[n].key, '\0', klen)) unique = false;
+                    bool exact;
+                    keys[n] = lb_cached_key(cache, kv[n].key, klen, &exact);
+                    /* Keys are C strings: two keys equal up to a NUL are one,
+                     * and repaired invalid UTF-8 can make two keys one too. */
+                    if (!exact) unique = false;
                     size_t len;
                     switch (lua_type(L, -1)) { /* scalars inline: the usual case */
                     case LUA_TSTRING: {
@@ -132,6 +137,7 @@ static int tracer_start_span(lua_State *L) {
     o.attrs = kv;
     o.nattrs = n;
     o.attrs_unique = unique; /* keys of one table */
+    o.attr_keys = keys;
     basalt_error err;
     basalt_span *span = basalt_raw_span_start(&o, NULL, &err);
     for (size_t i = 0; i < nscratch; i++)
@@ -177,7 +183,9 @@ static int l_context_with(lua_State *L) {
 void lb_open_tracer(lua_State *L) {
     static const luaL_Reg methods[] = {{"start_span", tracer_start_span}, {NULL, NULL}};
     luaL_newmetatable(L, LB_TRACER_MT);
-    luaL_newlib(L, methods);
+    luaL_newlibtable(L, methods);
+    lb_push_key_cache(L);
+    luaL_setfuncs(L, methods, 1); /* upvalue: the key cache */
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
     lua_pushcfunction(L, l_tracer);

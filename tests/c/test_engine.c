@@ -1,9 +1,11 @@
 /* The span engine through the C API alone: roots, children, propagation,
  * evaluators, sampling, errors, the memory exporter, and threads. */
 #include "basalt/attrs.h"
+#include "basalt/otlp_json.h"
 #include "basalt/runtime.h"
 #include "check.h"
 
+#include <cjson/cJSON.h>
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -391,6 +393,95 @@ static void test_generation_prompt_and_completion_write_messages(void) {
     release_all(recs, n);
 }
 
+/* Attributes set through interned keys behave as copied keys do: one key per
+ * text (cut at a NUL, repaired UTF-8), replacing either way, a known key
+ * beating its propagated value, and the same JSON from the encoder. */
+static void test_interned_keys_behave_as_copied_keys(void) {
+    setup();
+    const basalt_key *step = basalt_key_intern("app.step", 8);
+    CHECK(step != NULL);
+    CHECK(basalt_key_intern("app.step\0tail", 13) == step);
+    size_t len;
+    CHECK_STR(basalt_key_str(step, &len), "app.step");
+    CHECK_INT(len, 8);
+    const basalt_key *bad = basalt_key_intern("bad\xff", 4);
+    CHECK_STR(basalt_key_str(bad, NULL), "bad\xef\xbf\xbd");
+    const basalt_key *quoted = basalt_key_intern("say \"hi\"", 8);
+    const basalt_key *slug =
+        basalt_key_intern(BASALT_ATTR_FEATURE_SLUG, strlen(BASALT_ATTR_FEATURE_SLUG));
+    CHECK(quoted && slug);
+    char big[300];
+    memset(big, 'k', sizeof big);
+    CHECK(basalt_key_intern(big, sizeof big) == NULL); /* too long: callers copy */
+
+    basalt_trace_opts t = {.name = "root", .feature_slug = "qa"};
+    basalt_ctx *rc = NULL;
+    basalt_span *root = basalt_trace_start(&t, &rc, NULL);
+    basalt_span_opts o = {.name = "child", .kind = BASALT_KIND_TOOL, .parent = rc};
+    basalt_ctx *cc = NULL;
+    basalt_span *child = basalt_span_start(&o, &cc, NULL);
+    basalt_span_set_attr_key(child, step, basalt_v_int(1));
+    basalt_span_set_attr_n(child, "app.step", 8, basalt_v_int(2)); /* replaces */
+    basalt_span_set_attr_n(child, "bad\xff", 4, basalt_v_str("x"));
+    basalt_span_set_attr_key(child, bad, basalt_v_str("y")); /* the same key once repaired */
+    basalt_span_set_attr_key(child, quoted, basalt_v_bool(true));
+    basalt_span_set_attr_key(child, slug, basalt_v_str("mine"));
+    basalt_kv kvs[2] = {{"app.step", basalt_v_int(7)}, {"raw.key", basalt_v_str("v")}};
+    const basalt_key *keys[2] = {step, NULL};
+    basalt_raw_span_opts ro = {.name = "raw",
+                               .parent = cc,
+                               .attrs = kvs,
+                               .nattrs = 2,
+                               .attrs_unique = true,
+                               .attr_keys = keys};
+    basalt_span *raw = basalt_raw_span_start(&ro, NULL, NULL);
+    finish(raw, NULL);
+    finish(child, cc);
+    finish(root, rc);
+
+    const basalt_span_record *recs[4];
+    size_t n = basalt_memory_exporter_snapshot(mem, recs, 4);
+    CHECK_INT(n, 3);
+    const basalt_span_record *c = find(recs, n, "child"), *r = find(recs, n, "raw");
+    CHECK(c && r);
+    if (!(c && r)) return;
+    int steps = 0, bads = 0;
+    for (uint32_t i = 0; i < c->nattrs; i++) {
+        steps += strcmp(c->attrs[i].key, "app.step") == 0;
+        bads += strcmp(c->attrs[i].key, "bad\xef\xbf\xbd") == 0;
+    }
+    CHECK_INT(steps, 1);
+    CHECK_INT(bads, 1);
+    CHECK_INT(basalt_record_attr(c, "app.step")->u.i, 2);
+    CHECK_STR(str_attr(c, "bad\xef\xbf\xbd"), "y");
+    CHECK_STR(str_attr(c, BASALT_ATTR_FEATURE_SLUG), "mine"); /* beats the propagated "qa" */
+    CHECK_STR(str_attr(r, BASALT_ATTR_FEATURE_SLUG), "qa");
+    CHECK_INT(basalt_record_attr(r, "app.step")->u.i, 7);
+    CHECK_STR(str_attr(r, "raw.key"), "v");
+
+    basalt_buf b = {0};
+    CHECK(basalt_otlp_encode(&b, NULL, &c, 1));
+    cJSON *j = cJSON_ParseWithLength(b.data, b.len);
+    CHECK(j != NULL);
+    int found = 0;
+    cJSON *rs = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "resourceSpans"), 0);
+    cJSON *ss = cJSON_GetArrayItem(cJSON_GetObjectItem(rs, "scopeSpans"), 0);
+    cJSON *span = cJSON_GetArrayItem(cJSON_GetObjectItem(ss, "spans"), 0);
+    cJSON *kv;
+    cJSON_ArrayForEach(kv, cJSON_GetObjectItem(span, "attributes")) {
+        const char *k = cJSON_GetObjectItem(kv, "key")->valuestring;
+        cJSON *v = cJSON_GetObjectItem(kv, "value");
+        if (strcmp(k, "say \"hi\"") == 0)
+            found += cJSON_IsTrue(cJSON_GetObjectItem(v, "boolValue"));
+        if (strcmp(k, "app.step") == 0)
+            found += strcmp(cJSON_GetObjectItem(v, "intValue")->valuestring, "2") == 0;
+    }
+    CHECK_INT(found, 2);
+    cJSON_Delete(j);
+    basalt_buf_free(&b);
+    release_all(recs, n);
+}
+
 static void cleanup(void) {
     basalt_shutdown(1000);
     basalt_exporter_release(mem);
@@ -408,4 +499,5 @@ TEST_MAIN(TEST_CASE(test_root_and_children_carry_markers_and_feature_slug),
           TEST_CASE(test_dynamic_identity_reaches_root_and_later_spans),
           TEST_CASE(test_threads_keep_separate_contexts),
           TEST_CASE(test_shutdown_makes_spans_noops_until_init),
-          TEST_CASE(test_generation_prompt_and_completion_write_messages), TEST_CASE(cleanup))
+          TEST_CASE(test_generation_prompt_and_completion_write_messages),
+          TEST_CASE(test_interned_keys_behave_as_copied_keys), TEST_CASE(cleanup))

@@ -37,6 +37,32 @@ T.test("set_attributes writes each entry; later writes of a key win", function()
   T.eq(a.x, 2); T.eq(a.y, '{"z":true}')
 end)
 
+T.test("set_attribute keys stay exact across many keys, collected key strings and NUL cuts", function()
+  -- Keys are interned through a per-state cache indexed by the Lua string's
+  -- address: a key string collected and its memory reused by another key must
+  -- still write its own key.
+  local a = on_span("span", function(s)
+    for i = 1, 100 do
+      s:set_attribute(string.format("dyn.%d", i), i)
+      if i % 10 == 0 then collectgarbage() end
+    end
+    s:set_attribute(string.format("dyn.%d", 7), "again") -- a new string object, the same key
+    s:set_attribute("cut\0tail", "c")
+    s:set_attribute("cut", "d")
+  end)
+  for i = 1, 100 do
+    if i ~= 7 then T.eq(a["dyn." .. i], i) end
+  end
+  T.eq(a["dyn.7"], "again")
+  T.eq(a.cut, "d"); T.eq(a["cut\0tail"], nil)
+  local n = 0
+  for _ in pairs(a) do n = n + 1 end
+  local b = on_span("span", function(s) s:set_attribute("x", 1) end)
+  local base = -1 -- the attributes every span has, plus x
+  for _ in pairs(b) do base = base + 1 end
+  T.eq(n - base, 101)
+end)
+
 T.test("JSON: sorted keys, compact, arrays for 1..n, {} for empty, null for non-finite", function()
   local a = on_span("span", function(s)
     s:set_input { b = 1, a = { 3, 2 }, c = {}, n = 0 / 0, inf = math.huge, f = 2.0, [5] = "five", t = true }

@@ -111,6 +111,9 @@ typedef struct basalt_raw_span_opts {
     size_t nattrs;
     const basalt_ctx *parent; /* NULL: a new trace */
     bool attrs_unique;        /* no key repeats in attrs (a Lua table's): skips that check */
+    /* Optional, parallel to attrs: interned keys (basalt_key_intern) used
+     * instead of the kv's key where not NULL. */
+    const struct basalt_key *const *attr_keys;
 } basalt_raw_span_opts;
 
 /* Starts a plain span. Returns NULL when the runtime is disabled (a no-op) or
@@ -146,6 +149,17 @@ BASALT_API void basalt_span_set_attr(basalt_span *s, const char *key, basalt_val
 /* The same with the key's length known (key_len == strlen(key); bindings have it). */
 BASALT_API void basalt_span_set_attr_n(basalt_span *s, const char *key, size_t key_len,
                                        basalt_value v);
+/* An attribute key interned for the life of the process: setting it costs no
+ * hashing or copying of the key, and the exporter writes it ready-encoded. */
+typedef struct basalt_key basalt_key;
+/* Interns key (cut at a NUL, invalid UTF-8 repaired; thread-safe). NULL when
+ * the table is full (thousands of distinct keys) or the key is over 255 bytes:
+ * then use basalt_span_set_attr_n. The same text gives the same pointer. */
+BASALT_API const basalt_key *basalt_key_intern(const char *key, size_t len);
+/* The interned key's text (as exported) and its length. */
+BASALT_API const char *basalt_key_str(const basalt_key *k, size_t *len);
+/* basalt_span_set_attr_n with an interned key. */
+BASALT_API void basalt_span_set_attr_key(basalt_span *s, const basalt_key *key, basalt_value v);
 /* Content-gated payloads (skipped when trace_content is off): input/output also
  * write basalt.tool.input/output on tool spans; the event payload also writes
  * basalt.span.input. */
