@@ -116,6 +116,12 @@ void pipeline_on_end(pipeline *pl, record_impl *rec) {
     if (!atomic_load_explicit(&pl->shut, memory_order_acquire)) {
         for (size_t i = 0; i < pl->nprocs; i++)
             basalt_processor_on_end(pl->procs[i], &rec->pub);
+    } else {
+        /* Its pipeline was shut down (shutdown, or init again) while it ran:
+         * the exporters are gone, so say so rather than lose it silently. */
+        basalt_log_once(BASALT_LOG_WARN,
+                        "spans still open at basalt.shutdown or at a new basalt.init are "
+                        "dropped when they end (end them first)");
     }
     basalt_record_release(&rec->pub);
 }

@@ -45,6 +45,22 @@ T.test("init again replaces the pipeline: the old exporter receives nothing more
   T.eq(basalt.stats().spans_started, 1, "counters since init")
 end)
 
+T.test("spans open across init or shutdown are dropped with a warning, and the program goes on", function()
+  local a, b = basalt.memory_exporter(), basalt.memory_exporter()
+  local logs = {}
+  basalt.init { exporters = { a } }
+  basalt.start_observe({ name = "outer", feature_slug = "f" }, function()
+    basalt.observe({ name = "done-before" }, function() end)
+    basalt.init { exporters = { b }, logger = function(_, msg) logs[#logs + 1] = msg end }
+    basalt.observe({ name = "inner" }, function() end) -- the old trace's context: a no-op span
+  end)
+  T.truthy(a:find("done-before"))
+  T.eq(a:find("outer"), nil); T.eq(b:find("outer"), nil)
+  T.truthy(table.concat(logs, "\n"):find("dropped when they end", 1, true), table.concat(logs, "\n"))
+  basalt.start_observe({ name = "later", feature_slug = "f" }, function() end)
+  T.truthy(b:find("later"))
+end)
+
 T.test("several exporters at once each receive every span", function()
   local a, b = basalt.memory_exporter(), basalt.memory_exporter()
   basalt.init { exporters = { a, b } }
