@@ -149,18 +149,22 @@ const char *attr_key_intern(const char *key, uint32_t hash) {
 }
 
 const char *attr_key_fragment(const char *key, size_t *len) {
-    const char *base = table[0].s;
-    if (key >= user_arena.bytes && key < user_arena.bytes + sizeof user_arena.bytes) {
+    /* Addresses compared as integers: key may point into any object. */
+    uintptr_t p = (uintptr_t)key, base = (uintptr_t)table[0].s;
+    if (p - base < sizeof table) { /* known keys first: most attributes are */
+        size_t i = (size_t)(p - base) / ATTR_KEY_SLOT;
+        if (table[i].s != key || fragment_len[i] == 0) return NULL;
+        *len = fragment_len[i];
+        return fragments[i];
+    }
+    uintptr_t off = p - (uintptr_t)user_arena.bytes;
+    if (off >= sizeof(basalt_key) && off < sizeof user_arena.bytes) {
         const basalt_key *k = (const basalt_key *)(const void *)key - 1; /* see key_new */
         if (k->s != key || k->frag_len == 0) return NULL;
         *len = k->frag_len;
         return k->frag;
     }
-    if (key < base || key >= base + sizeof table) return NULL;
-    size_t i = (size_t)(key - base) / ATTR_KEY_SLOT;
-    if (table[i].s != key || fragment_len[i] == 0) return NULL;
-    *len = fragment_len[i];
-    return fragments[i];
+    return NULL;
 }
 
 /* ---- instrumentation scope names ------------------------------------------------ */
