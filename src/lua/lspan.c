@@ -146,7 +146,9 @@ static int m_set_attributes(lua_State *L) {
             if (lua_type(L, -2) == LUA_TSTRING) {
                 basalt_buf scratch = {0};
                 basalt_value v = lb_to_value(L, -1, &scratch, 0); /* 11.2: serialised */
-                basalt_span_set_attr(h->span, lua_tostring(L, -2), v);
+                size_t klen;
+                const char *key = lua_tolstring(L, -2, &klen);
+                set_attr(L, h->span, key, klen, v);
                 basalt_buf_free(&scratch);
             }
             lua_pop(L, 1);
