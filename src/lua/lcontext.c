@@ -21,7 +21,10 @@ static lb_flow *lb_flow_lookup(lua_State *L);
  * no flow has been collected since it was filled (flow_gc bumps flow_epoch,
  * process-wide, atomic). A flow holds its coroutine (uservalue 1) until the
  * flow itself is finalized, so a cached coroutine address cannot be reused by
- * a new coroutine while its entry is still valid. */
+ * a new coroutine while its entry is still valid. Lua 5.4 can skip a finalizer
+ * (one due exactly at its C-stack limit fails and is not retried), so the
+ * patched coroutine.create/wrap bump the epoch too: a coroutine at a collected
+ * one's address must never find that flow's freed memory in the cache. */
 static _Atomic unsigned long flow_epoch = 1;
 static _Thread_local struct {
     lua_State *L;
@@ -257,6 +260,7 @@ static int co_create(lua_State *L) {
     lua_pushvalue(L, lua_upvalueindex(1));
     push_inheriting(L, 1);
     lua_call(L, 1, 1);
+    atomic_fetch_add_explicit(&flow_epoch, 1, memory_order_relaxed); /* see flow_cache */
     return 1;
 }
 
