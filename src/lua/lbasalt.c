@@ -437,8 +437,16 @@ static int l_shutdown(lua_State *L) {
 #define CLOSE_FLUSH_MS 2000
 
 /* Closing the state flushes what it produced (the runtime itself is
- * process-wide and may serve other states, so it is not shut down here). */
+ * process-wide and may serve other states, so it is not shut down here). The
+ * sentinel is marked for finalization before any other userdata of the
+ * module, so it is finalized after all of them: the cells still in use then
+ * belong to userdata Lua freed without their finalizer (see lbasalt.h), and
+ * are released first, so a block abandoned that way is ended and flushed. */
 static int sentinel_gc(lua_State *L) {
+    size_t n = lb_pool_close(lb_pool_lookup(L));
+    if (n)
+        basalt_log(BASALT_LOG_DEBUG,
+                   "released %zu references of values whose finalizer Lua skipped", n);
     if (basalt_is_enabled()) basalt_force_flush(CLOSE_FLUSH_MS);
     lua_State *m = main_thread(L);
     pthread_mutex_lock(&q.lock);
@@ -471,6 +479,19 @@ __attribute__((visibility("default"))) int luaopen_basalt_core(lua_State *L);
 int luaopen_basalt_core(lua_State *L) {
     luaL_checkversion(L);
     lb_init_secret();
+    /* The sentinel lives as long as the state: its __gc runs at lua_close,
+     * after every other finalizer of the module (see sentinel_gc), so it is
+     * made first, and only once per state. */
+    if (lua_getfield(L, LUA_REGISTRYINDEX, "basalt.sentinel") == LUA_TNIL) {
+        lb_pool_lookup(L);
+        lua_newuserdatauv(L, 1, 0);
+        lua_createtable(L, 0, 1);
+        lua_pushcfunction(L, sentinel_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_setmetatable(L, -2);
+        lua_setfield(L, LUA_REGISTRYINDEX, "basalt.sentinel");
+    }
+    lua_pop(L, 1);
     lua_newtable(L);
     lua_pushstring(L, basalt_version());
     lua_setfield(L, -2, "version");
@@ -495,13 +516,6 @@ int luaopen_basalt_core(lua_State *L) {
     lb_open_exporter(L);
     lb_open_tracer(L);
     lb_open_prompts(L);
-    /* The sentinel lives as long as the state: its __gc runs at lua_close. */
-    lua_newuserdatauv(L, 1, 0);
-    lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, sentinel_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_setmetatable(L, -2);
-    lua_setfield(L, LUA_REGISTRYINDEX, "basalt.sentinel");
     lb_patch_coroutines(L, 1);
     return 1;
 }

@@ -12,7 +12,9 @@
 #include "basalt/span.h"
 
 #include <lauxlib.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <lua.h>
 
 #define LB_SPAN_MT     "basalt.Span"
@@ -21,9 +23,31 @@
 #define LB_GUARD_MT    "basalt.Guard"
 #define LB_FLOW_MT     "basalt.Flow"
 
-/* Per-coroutine context slot (full userdata in a weak-keyed registry table). */
+/* ---- lcells.c: what the binding's userdata own ---- */
+/* Lua 5.4 can free a userdata without running its finalizer: a finalizer due
+ * while LUAI_MAXCCALLS - 1 C calls are nested fails with "C stack overflow"
+ * and is never retried. So what a userdata owns (span and context references)
+ * lives in a cell of its state's pool, outside the userdata: the finalizer
+ * releases it and frees the cell, and the module's sentinel, finalized last
+ * at lua_close, releases the cells whose finalizer was skipped. */
+typedef struct lb_pool lb_pool;
+/* Releases what a cell's payload owns (run by its finalizer, or at close). */
+typedef void (*lb_cell_release)(void *payload);
+/* The state's pool (made on first use; the registry holds it). */
+lb_pool *lb_pool_lookup(lua_State *L);
+/* At lua_close, after every other finalizer of the module: releases the cells
+ * still in use and frees the pool's memory; returns how many were in use.
+ * Cells made afterwards (by finalizers that run later) are never freed, like
+ * the userdata made then, whose finalizers Lua does not run. */
+size_t lb_pool_close(lb_pool *pool);
+/* Adds a slab of free cells (lb_cell_new's slow path; may run the collector). */
+void lb_pool_grow(lua_State *L, lb_pool *pool);
+
+/* Per-coroutine context slot, in a cell; its userdata (lb_flow_ud) lives in a
+ * weak-keyed registry table, keyed by the coroutine. */
 typedef struct lb_flow {
     basalt_ctx *cur; /* owned reference, NULL = empty context */
+    lb_pool *pool;   /* the state's, for cells made while this coroutine runs */
 } lb_flow;
 
 /* Marks in the memory of this binding's handles (spans, contexts, tracers):
@@ -49,8 +73,65 @@ typedef struct lb_span {
     basalt_ctx *prev;  /* block handles: the context to restore (owned) */
     lb_flow *flow;     /* block handles: the coroutine's slot (valid while it runs) */
     int active;        /* block still running */
-    uint64_t magic;    /* lb_mark(LB_MARK_SPAN) */
 } lb_span;
+
+/* The userdata of span handles and context values: the cell, and the mark
+ * that tells them apart from any other userdata (see lb_mark). */
+typedef struct lb_handle {
+    void *cell;     /* lb_span * or the context's cell; never NULL */
+    uint64_t magic; /* lb_mark(LB_MARK_SPAN or LB_MARK_CONTEXT) */
+} lb_handle;
+
+/* A guard restores the previous context when a with_context block finishes,
+ * fails, or is abandoned (a coroutine collected while suspended inside it). */
+typedef struct lb_guard {
+    basalt_ctx *prev;
+    lb_flow *flow;
+    int active;
+} lb_guard;
+
+/* A cell: its pool, what releases it, and the payload a userdata points at.
+ * The allocation and free are inline: a block makes and frees a handle. */
+typedef struct lb_cell lb_cell;
+struct lb_cell {
+    lb_pool *pool;
+    lb_cell_release release; /* NULL while the cell is free */
+    union {
+        lb_span span;
+        lb_flow flow;
+        lb_guard guard;
+        void *ptr;
+        lb_cell *next_free;
+    } u;
+};
+/* Only lcells.c reads or writes more than the free list. */
+struct lb_pool {
+    lb_cell *free;
+    struct lb_slab *slabs;
+    size_t in_use;
+};
+
+/* A zeroed payload (room for an lb_span) whose release is `release`. May run
+ * the collector. */
+static inline void *lb_cell_new(lua_State *L, lb_pool *p, lb_cell_release release) {
+    if (p->free == NULL) lb_pool_grow(L, p);
+    lb_cell *c = p->free;
+    p->free = c->u.next_free;
+    p->in_use++;
+    memset(&c->u, 0, sizeof c->u);
+    c->release = release;
+    return &c->u;
+}
+
+/* Gives a payload's cell back to its pool, without releasing what it owns. */
+static inline void lb_cell_free(void *payload) {
+    lb_cell *c = (lb_cell *)((char *)payload - offsetof(lb_cell, u));
+    if (c->release == NULL) return; /* released already */
+    c->release = NULL;
+    c->u.next_free = c->pool->free;
+    c->pool->free = c;
+    c->pool->in_use--;
+}
 
 /* ---- argument errors ---- */
 /* Raises "bad argument #arg to 'fname' (msg)" with the public function name
@@ -98,6 +179,12 @@ int lb_parse_prompt(lua_State *L, int idx, basalt_prompt_attrs *out, basalt_buf 
 /* ---- lspan.c ---- */
 /* Pushes a new handle for span (takes ownership; NULL = no-op handle). */
 lb_span *lb_push_span(lua_State *L, basalt_span *span);
+/* The same with the state's pool at hand (a block has its flow's). */
+lb_span *lb_push_span_in(lua_State *L, lb_pool *pool, basalt_span *span);
+/* The handle state of the span handle at idx (made by lb_push_span). */
+static inline lb_span *lb_span_at(lua_State *L, int idx) {
+    return ((lb_handle *)lua_touserdata(L, idx))->cell;
+}
 /* A state's cache of interned attribute keys (lspan.c). */
 typedef struct lb_key_cache lb_key_cache;
 /* Pushes the state's key cache (made on first use). */

@@ -5,18 +5,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct lb_exporter {
+/* An exporter value's cell (see lcells.c) and its userdata. */
+typedef struct exporter_cell {
     basalt_exporter *exp; /* owned reference */
+} exporter_cell;
+typedef struct lb_exporter {
+    exporter_cell *cell;
 } lb_exporter;
+
+/* What an exporter value finalized already points at (never written). */
+static exporter_cell finalized_exporter;
 
 basalt_exporter *lb_test_exporter(lua_State *L, int idx) {
     lb_exporter *e = luaL_testudata(L, idx, LB_EXPORTER_MT);
-    return e ? e->exp : NULL;
+    return e ? e->cell->exp : NULL;
 }
 
 static basalt_exporter *check_exporter(lua_State *L) {
     lb_exporter *e = luaL_checkudata(L, 1, LB_EXPORTER_MT);
-    return e->exp;
+    return e->cell->exp;
 }
 
 /* ---- records to tables ------------------------------------------------------------ */
@@ -184,19 +191,37 @@ static int mem_count(lua_State *L) {
     return 1;
 }
 
+static void exporter_release(void *payload) {
+    exporter_cell *c = payload;
+    basalt_exporter_release(c->exp);
+    c->exp = NULL;
+}
+
 static int mem_gc(lua_State *L) {
     lb_exporter *e = luaL_checkudata(L, 1, LB_EXPORTER_MT);
-    basalt_exporter_release(e->exp);
-    e->exp = NULL;
+    exporter_cell *c = e->cell;
+    e->cell = &finalized_exporter;
+    if (c == &finalized_exporter) return 0;
+    exporter_release(c);
+    lb_cell_free(c);
     return 0;
 }
 
-static int l_memory_exporter(lua_State *L) {
-    lb_exporter *e = lua_newuserdatauv(L, sizeof *e, 0);
-    e->exp = NULL;
+/* Pushes an exporter value owning e (may be NULL until set through the
+ * returned cell). */
+static exporter_cell *push_owned(lua_State *L, basalt_exporter *e) {
+    exporter_cell *c = lb_cell_new(L, lb_flow_get(L)->pool, exporter_release);
+    c->exp = e; /* owned by the cell from here, even if the next line fails */
+    lb_exporter *h = lua_newuserdatauv(L, sizeof *h, 0);
+    h->cell = c;
     luaL_setmetatable(L, LB_EXPORTER_MT);
-    e->exp = basalt_memory_exporter_new();
-    if (e->exp == NULL) return luaL_error(L, "out of memory");
+    return c;
+}
+
+static int l_memory_exporter(lua_State *L) {
+    exporter_cell *c = push_owned(L, NULL);
+    c->exp = basalt_memory_exporter_new();
+    if (c->exp == NULL) return luaL_error(L, "out of memory");
     return 1;
 }
 
@@ -267,12 +292,6 @@ static basalt_exporter *otlp_from_table(lua_State *L, int t, const char *api_key
 }
 
 /* Wraps e in a Lua-owned handle so that a later error in init cannot leak it. */
-static void push_owned(lua_State *L, basalt_exporter *e) {
-    lb_exporter *h = lua_newuserdatauv(L, sizeof *h, 0);
-    h->exp = e;
-    luaL_setmetatable(L, LB_EXPORTER_MT);
-}
-
 /* One entry of the exporters list; NULL (logged) when it cannot be built. */
 static basalt_exporter *exporter_entry(lua_State *L, int idx, const char *api_key) {
     int top = lua_gettop(L);

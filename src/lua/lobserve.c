@@ -69,7 +69,7 @@ static void end_block(lb_span *h) {
 
 static int finish_block(lua_State *L, int status, lua_KContext k) {
     int hidx = (int)k;
-    lb_span *h = lua_touserdata(L, hidx);
+    lb_span *h = lb_span_at(L, hidx);
     if (status != LUA_OK && status != LUA_YIELD) {
         int err = lua_gettop(L);
         if (h->active) {
@@ -89,7 +89,7 @@ static int finish_block(lua_State *L, int status, lua_KContext k) {
 static int run_block(lua_State *L, lb_flow *flow, basalt_span *span, basalt_ctx *ctx, int fn_idx,
                      int args, int nargs, int pass_span) {
     luaL_checkstack(L, nargs + 4, "too many arguments");
-    lb_span *h = lb_push_span(L, span);
+    lb_span *h = lb_push_span_in(L, flow->pool, span);
     int hidx = lua_gettop(L);
     h->flow = flow;
     h->prev = flow->cur;

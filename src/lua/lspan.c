@@ -7,27 +7,48 @@
 #include <strings.h>
 
 static lb_span *check_span(lua_State *L) {
-    lb_span *h = lua_touserdata(L, 1);
+    lb_handle *u = lua_touserdata(L, 1);
     /* Only lb_push_span makes full userdata of this size with this mark (a
      * script cannot write userdata memory), so no metatable lookup is needed. */
-    if (h == NULL || lua_rawlen(L, 1) != sizeof *h || h->magic != lb_mark(LB_MARK_SPAN))
+    if (u == NULL || lua_rawlen(L, 1) != sizeof *u || u->magic != lb_mark(LB_MARK_SPAN))
         luaL_typeerror(L, 1, LB_SPAN_MT);
-    return h;
+    return u->cell;
 }
 
 /* The handle metatable, also under a light key: faster than by name. */
 static const char SPAN_MT_KEY = 's';
 
-lb_span *lb_push_span(lua_State *L, basalt_span *span) {
-    lb_span *h = lua_newuserdatauv(L, sizeof *h, 0);
-    h->span = span;
-    h->prev = NULL;
-    h->flow = NULL;
-    h->active = 0;
-    h->magic = lb_mark(LB_MARK_SPAN);
+/* What a handle finalized already points at (a finalizer can resurrect it):
+ * no span and no block, so no method writes to it. */
+static lb_span finalized_handle;
+
+/* Releases what a handle owns; a block abandoned mid-way (its coroutine was
+ * collected) is ended once. */
+static void span_release(void *payload) {
+    lb_span *h = payload;
+    if (h->active) {
+        h->active = 0;
+        basalt_span_end(h->span, 0);
+        basalt_ctx_release(h->prev);
+        h->prev = NULL;
+    }
+    basalt_span_release(h->span);
+    h->span = NULL;
+}
+
+lb_span *lb_push_span_in(lua_State *L, lb_pool *pool, basalt_span *span) {
+    lb_span *h = lb_cell_new(L, pool, span_release);
+    h->span = span; /* owned by the cell from here, even if the next line fails */
+    lb_handle *u = lua_newuserdatauv(L, sizeof *u, 0);
+    u->cell = h;
+    u->magic = lb_mark(LB_MARK_SPAN);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &SPAN_MT_KEY);
     lua_setmetatable(L, -2);
     return h;
+}
+
+lb_span *lb_push_span(lua_State *L, basalt_span *span) {
+    return lb_push_span_in(L, lb_flow_get(L)->pool, span);
 }
 
 /* Methods return the handle so calls chain. */
@@ -636,16 +657,12 @@ static int m_end(lua_State *L) {
 }
 
 static int span_gc(lua_State *L) {
-    lb_span *h = lua_touserdata(L, 1);
-    if (h->active) {
-        /* A block abandoned mid-way (its coroutine was collected): end it once. */
-        h->active = 0;
-        basalt_span_end(h->span, 0);
-        basalt_ctx_release(h->prev);
-        h->prev = NULL;
-    }
-    basalt_span_release(h->span);
-    h->span = NULL;
+    lb_handle *u = lua_touserdata(L, 1);
+    lb_span *h = u->cell;
+    u->cell = &finalized_handle;
+    if (h == &finalized_handle) return 0;
+    span_release(h);
+    lb_cell_free(h);
     return 0;
 }
 
