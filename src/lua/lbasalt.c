@@ -439,11 +439,12 @@ static int l_shutdown(lua_State *L) {
 /* Closing the state flushes what it produced (the runtime itself is
  * process-wide and may serve other states, so it is not shut down here). The
  * sentinel is marked for finalization before any other userdata of the
- * module, so it is finalized after all of them: the cells still in use then
- * belong to userdata Lua freed without their finalizer (see lbasalt.h), and
- * are released first, so a block abandoned that way is ended and flushed. */
+ * module, so it is finalized after all of them: the references still noted
+ * then were held by userdata Lua freed without their finalizer (see
+ * lbasalt.h). They are released first, so a block abandoned that way is
+ * ended and flushed with the rest. */
 static int sentinel_gc(lua_State *L) {
-    size_t n = lb_pool_close(lb_pool_lookup(L));
+    size_t n = lb_refs_close(lb_refs_lookup(L));
     if (n)
         basalt_log(BASALT_LOG_DEBUG,
                    "released %zu references of values whose finalizer Lua skipped", n);
@@ -481,9 +482,9 @@ int luaopen_basalt_core(lua_State *L) {
     lb_init_secret();
     /* The sentinel lives as long as the state: its __gc runs at lua_close,
      * after every other finalizer of the module (see sentinel_gc), so it is
-     * made first, and only once per state. */
+     * made first, and once per state. */
     if (lua_getfield(L, LUA_REGISTRYINDEX, "basalt.sentinel") == LUA_TNIL) {
-        lb_pool_lookup(L);
+        lb_refs_lookup(L);
         lua_newuserdatauv(L, 1, 0);
         lua_createtable(L, 0, 1);
         lua_pushcfunction(L, sentinel_gc);

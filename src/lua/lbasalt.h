@@ -12,9 +12,7 @@
 #include "basalt/span.h"
 
 #include <lauxlib.h>
-#include <stddef.h>
 #include <stdint.h>
-#include <string.h>
 #include <lua.h>
 
 #define LB_SPAN_MT     "basalt.Span"
@@ -23,32 +21,77 @@
 #define LB_GUARD_MT    "basalt.Guard"
 #define LB_FLOW_MT     "basalt.Flow"
 
-/* ---- lcells.c: what the binding's userdata own ---- */
+/* ---- lrefs.c: the references the binding's userdata own ---- */
 /* Lua 5.4 can free a userdata without running its finalizer: a finalizer due
  * while LUAI_MAXCCALLS - 1 C calls are nested fails with "C stack overflow"
- * and is never retried. So what a userdata owns (span and context references)
- * lives in a cell of its state's pool, outside the userdata: the finalizer
- * releases it and frees the cell, and the module's sentinel, finalized last
- * at lua_close, releases the cells whose finalizer was skipped. */
-typedef struct lb_pool lb_pool;
-/* Releases what a cell's payload owns (run by its finalizer, or at close). */
-typedef void (*lb_cell_release)(void *payload);
-/* The state's pool (made on first use; the registry holds it). */
-lb_pool *lb_pool_lookup(lua_State *L);
-/* At lua_close, after every other finalizer of the module: releases the cells
- * still in use and frees the pool's memory; returns how many were in use.
- * Cells made afterwards (by finalizers that run later) are never freed, like
- * the userdata made then, whose finalizers Lua does not run. */
-size_t lb_pool_close(lb_pool *pool);
-/* Adds a slab of free cells (lb_cell_new's slow path; may run the collector). */
-void lb_pool_grow(lua_State *L, lb_pool *pool);
+ * and is never retried. So each span, context or exporter reference a
+ * userdata owns is also noted in its state's table, one tagged pointer a
+ * reference, outside Lua memory: the finalizer frees its entries, and the
+ * module's sentinel, finalized last at lua_close, releases the ones left by
+ * userdata whose finalizer was skipped. One state runs in one OS thread at a
+ * time and its finalizers run in that thread: the table needs no lock. */
+enum {
+    LB_REF_SPAN = 1,  /* a span reference */
+    LB_REF_BLOCK = 2, /* a running block's span: ended when released */
+    LB_REF_CTX = 3,   /* a context reference (may be NULL) */
+    LB_REF_EXPORTER = 4,
+    LB_REF_TAG_BITS = 3,
+    LB_REF_TAG_MASK = 7
+};
+typedef struct lb_refs {
+    uintptr_t *slot; /* pointer | tag; a free slot: next free index << TAG_BITS;
+                        slot 0 is never used nor read (writes to it are harmless) */
+    uint32_t cap;    /* 0: slot is not malloc'd (NULL, or &spare once closed) */
+    uint32_t free;   /* first free slot; 0 (never used) when none */
+    uint32_t in_use;
+    uintptr_t spare; /* slot 0 after lb_refs_close */
+} lb_refs;
+/* The state's table (made on first use; the registry holds it). */
+lb_refs *lb_refs_lookup(lua_State *L);
+/* Makes room; returns the first free slot, or raises when out of memory. */
+uint32_t lb_refs_grow(lua_State *L, lb_refs *r);
+/* At lua_close, after every other finalizer of the module: releases the
+ * references still noted and frees the table; returns how many there were.
+ * Entries made afterwards (by finalizers that run later) are never released,
+ * like the userdata made then, whose finalizers Lua does not run. */
+size_t lb_refs_close(lb_refs *r);
 
-/* Per-coroutine context slot, in a cell; its userdata (lb_flow_ud) lives in a
- * weak-keyed registry table, keyed by the coroutine. */
+/* Notes p (malloc'd: its low bits are free for the tag); returns its slot. */
+static inline uint32_t lb_ref_new(lua_State *L, lb_refs *r, unsigned tag, const void *p) {
+    uint32_t i = r->free ? r->free : lb_refs_grow(L, r);
+    r->free = (uint32_t)(r->slot[i] >> LB_REF_TAG_BITS);
+    r->slot[i] = (uintptr_t)p | tag;
+    r->in_use++;
+    return i;
+}
+/* The pointer noted in slot i (not 0). */
+static inline void *lb_ref_get(const lb_refs *r, uint32_t i) {
+    return (void *)(r->slot[i] & ~(uintptr_t)LB_REF_TAG_MASK);
+}
+/* The reference in slot i is now p. */
+static inline void lb_ref_set(lb_refs *r, uint32_t i, unsigned tag, const void *p) {
+    r->slot[i] = (uintptr_t)p | tag;
+}
+/* Slot i no longer holds a reference (its owner released it). */
+static inline void lb_ref_free(lb_refs *r, uint32_t i) {
+    r->slot[i] = (uintptr_t)r->free << LB_REF_TAG_BITS;
+    r->free = i;
+    r->in_use--;
+}
+
+/* Per-coroutine context slot (full userdata in a weak-keyed registry table). */
 typedef struct lb_flow {
-    basalt_ctx *cur; /* owned reference, NULL = empty context */
-    lb_pool *pool;   /* the state's, for cells made while this coroutine runs */
+    basalt_ctx *cur; /* owned reference, NULL = empty context; set with lb_flow_set */
+    lb_refs *refs;   /* the state's */
+    uint32_t cur_ref;
 } lb_flow;
+
+/* Makes c (owned) the flow's current context; the caller released the old one
+ * or took it over. */
+static inline void lb_flow_set(lb_flow *f, basalt_ctx *c) {
+    f->cur = c;
+    lb_ref_set(f->refs, f->cur_ref, LB_REF_CTX, c);
+}
 
 /* Marks in the memory of this binding's handles (spans, contexts, tracers):
  * with the userdata's size, a mark identifies a handle without fetching its
@@ -70,68 +113,13 @@ void lb_init_secret(void);
 
 typedef struct lb_span {
     basalt_span *span; /* owned reference, NULL for the no-op handle */
-    basalt_ctx *prev;  /* block handles: the context to restore (owned) */
     lb_flow *flow;     /* block handles: the coroutine's slot (valid while it runs) */
-    int active;        /* block still running */
+    lb_refs *refs;     /* the state's */
+    uint32_t span_ref; /* refs slot of span (0: none) */
+    uint32_t prev_ref; /* block handles: refs slot of the context to restore (owned),
+                          not 0 exactly while the block runs */
+    uint64_t magic;    /* lb_mark(LB_MARK_SPAN) */
 } lb_span;
-
-/* The userdata of span handles and context values: the cell, and the mark
- * that tells them apart from any other userdata (see lb_mark). */
-typedef struct lb_handle {
-    void *cell;     /* lb_span * or the context's cell; never NULL */
-    uint64_t magic; /* lb_mark(LB_MARK_SPAN or LB_MARK_CONTEXT) */
-} lb_handle;
-
-/* A guard restores the previous context when a with_context block finishes,
- * fails, or is abandoned (a coroutine collected while suspended inside it). */
-typedef struct lb_guard {
-    basalt_ctx *prev;
-    lb_flow *flow;
-    int active;
-} lb_guard;
-
-/* A cell: its pool, what releases it, and the payload a userdata points at.
- * The allocation and free are inline: a block makes and frees a handle. */
-typedef struct lb_cell lb_cell;
-struct lb_cell {
-    lb_pool *pool;
-    lb_cell_release release; /* NULL while the cell is free */
-    union {
-        lb_span span;
-        lb_flow flow;
-        lb_guard guard;
-        void *ptr;
-        lb_cell *next_free;
-    } u;
-};
-/* Only lcells.c reads or writes more than the free list. */
-struct lb_pool {
-    lb_cell *free;
-    struct lb_slab *slabs;
-    size_t in_use;
-};
-
-/* A zeroed payload (room for an lb_span) whose release is `release`. May run
- * the collector. */
-static inline void *lb_cell_new(lua_State *L, lb_pool *p, lb_cell_release release) {
-    if (p->free == NULL) lb_pool_grow(L, p);
-    lb_cell *c = p->free;
-    p->free = c->u.next_free;
-    p->in_use++;
-    memset(&c->u, 0, sizeof c->u);
-    c->release = release;
-    return &c->u;
-}
-
-/* Gives a payload's cell back to its pool, without releasing what it owns. */
-static inline void lb_cell_free(void *payload) {
-    lb_cell *c = (lb_cell *)((char *)payload - offsetof(lb_cell, u));
-    if (c->release == NULL) return; /* released already */
-    c->release = NULL;
-    c->u.next_free = c->pool->free;
-    c->pool->free = c;
-    c->pool->in_use--;
-}
 
 /* ---- argument errors ---- */
 /* Raises "bad argument #arg to 'fname' (msg)" with the public function name
@@ -145,6 +133,8 @@ void lb_checktype(lua_State *L, int arg, int t, const char *fname);
 lb_flow *lb_flow_get(lua_State *L);
 /* Pushes a basalt.Context userdata taking ownership of ctx (may be NULL). */
 void lb_push_context(lua_State *L, basalt_ctx *ctx);
+/* The same with the state's refs table at hand. */
+void lb_push_context_in(lua_State *L, lb_refs *refs, basalt_ctx *ctx);
 /* The context held by a basalt.Context argument (borrowed), or raises naming
  * argument `arg` of fname. */
 basalt_ctx *lb_check_context(lua_State *L, int idx, int arg, const char *fname);
@@ -179,14 +169,12 @@ int lb_parse_prompt(lua_State *L, int idx, basalt_prompt_attrs *out, basalt_buf 
 /* ---- lspan.c ---- */
 /* Pushes a new handle for span (takes ownership; NULL = no-op handle). */
 lb_span *lb_push_span(lua_State *L, basalt_span *span);
-/* The same with the state's pool at hand (a block has its flow's). */
-lb_span *lb_push_span_in(lua_State *L, lb_pool *pool, basalt_span *span);
-/* The handle state of the span handle at idx (made by lb_push_span). */
-static inline lb_span *lb_span_at(lua_State *L, int idx) {
-    return ((lb_handle *)lua_touserdata(L, idx))->cell;
-}
+/* The same with the state's refs table at hand (a block has its flow's). */
+lb_span *lb_push_span_in(lua_State *L, lb_refs *refs, basalt_span *span);
 /* A state's cache of interned attribute keys (lspan.c). */
 typedef struct lb_key_cache lb_key_cache;
+/* The state's refs table, kept by its key cache. */
+lb_refs *lb_key_cache_refs(const lb_key_cache *c);
 /* Pushes the state's key cache (made on first use). */
 void lb_push_key_cache(lua_State *L);
 /* The interned key for the Lua string k (length len), or NULL: then copy it.

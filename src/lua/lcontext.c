@@ -32,34 +32,13 @@ static _Thread_local struct {
     unsigned long epoch;
 } flow_cache;
 
-/* The userdata of a flow: uservalue 1 is its coroutine (see flow_cache). */
-typedef struct lb_flow_ud {
-    lb_flow *flow; /* NULL once finalized */
-} lb_flow_ud;
-
-static void flow_release(void *payload) {
-    lb_flow *f = payload;
+static int flow_gc(lua_State *L) {
+    lb_flow *f = lua_touserdata(L, 1);
+    atomic_fetch_add_explicit(&flow_epoch, 1, memory_order_relaxed);
     basalt_ctx_release(f->cur);
     f->cur = NULL;
-}
-
-static int flow_gc(lua_State *L) {
-    lb_flow_ud *u = lua_touserdata(L, 1);
-    atomic_fetch_add_explicit(&flow_epoch, 1, memory_order_relaxed);
-    if (u->flow == NULL) return 0;
-    flow_release(u->flow);
-    lb_cell_free(u->flow);
-    u->flow = NULL;
-    /* Weak keys are cleared a cycle after their finalizers run: a coroutine a
-     * finalizer resurrected must not find this flow again. */
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &FLOWS_KEY);
-    lua_getiuservalue(L, 1, 1);
-    lua_rawget(L, -2);
-    if (lua_touserdata(L, -1) == u) {
-        lua_getiuservalue(L, 1, 1);
-        lua_pushnil(L);
-        lua_rawset(L, -4);
-    }
+    if (f->cur_ref) lb_ref_free(f->refs, f->cur_ref);
+    f->cur_ref = 0; /* a coroutine a finalizer resurrected writes slot 0, never read */
     return 0;
 }
 
@@ -77,18 +56,17 @@ static lb_flow *lb_flow_lookup(lua_State *L) {
     lua_rawgetp(L, LUA_REGISTRYINDEX, &FLOWS_KEY);
     lua_pushthread(L);
     if (lua_rawget(L, -2) == LUA_TUSERDATA) {
-        lb_flow *f = ((lb_flow_ud *)lua_touserdata(L, -1))->flow;
-        if (f) {
-            lua_pop(L, 2);
-            return f;
-        }
+        lb_flow *f = lua_touserdata(L, -1);
+        lua_pop(L, 2);
+        return f;
     }
-    lua_pop(L, 1); /* nil, or a finalized flow: replaced below */
-    lb_pool *pool = lb_pool_lookup(L);
-    lb_flow *f = lb_cell_new(L, pool, flow_release);
-    f->pool = pool;
-    lb_flow_ud *u = lua_newuserdatauv(L, sizeof *u, 1);
-    u->flow = f;
+    lua_pop(L, 1);
+    lb_refs *refs = lb_refs_lookup(L);
+    uint32_t ref = lb_ref_new(L, refs, LB_REF_CTX, NULL);
+    lb_flow *f = lua_newuserdatauv(L, sizeof *f, 1); /* uservalue: the coroutine (see cache) */
+    f->cur = NULL;
+    f->refs = refs;
+    f->cur_ref = ref;
     luaL_setmetatable(L, LB_FLOW_MT);
     lua_pushthread(L);
     lua_setiuservalue(L, -2, 1);
@@ -101,41 +79,37 @@ static lb_flow *lb_flow_lookup(lua_State *L) {
 
 /* ---- basalt.Context values -------------------------------------------------------- */
 
-/* A context value's cell: an lb_handle points at it. */
 typedef struct lb_context {
-    basalt_ctx *ctx; /* owned reference, NULL = empty context */
+    lb_refs *refs;  /* the state's */
+    uint32_t ref;   /* refs slot of the context (owned); 0 once finalized */
+    uint64_t magic; /* lb_mark(LB_MARK_CONTEXT) */
 } lb_context;
 
 /* The metatable, also under a light key: faster than by name. */
 static const char CONTEXT_MT_KEY = 'c';
 
-/* What a context value finalized already points at (never written). */
-static lb_context finalized_context;
-
-static void context_release(void *payload) {
-    lb_context *c = payload;
-    basalt_ctx_release(c->ctx);
-    c->ctx = NULL;
+void lb_push_context(lua_State *L, basalt_ctx *ctx) {
+    lb_push_context_in(L, lb_flow_get(L)->refs, ctx);
 }
 
-void lb_push_context(lua_State *L, basalt_ctx *ctx) {
-    lb_context *c = lb_cell_new(L, lb_flow_get(L)->pool, context_release);
-    c->ctx = ctx; /* owned by the cell from here, even if the next line fails */
-    lb_handle *u = lua_newuserdatauv(L, sizeof *u, 0);
-    u->cell = c;
-    u->magic = lb_mark(LB_MARK_CONTEXT);
+void lb_push_context_in(lua_State *L, lb_refs *refs, basalt_ctx *ctx) {
+    uint32_t ref = lb_ref_new(L, refs, LB_REF_CTX, ctx);
+    lb_context *c = lua_newuserdatauv(L, sizeof *c, 0); /* on failure, lua_close releases ctx */
+    c->refs = refs;
+    c->ref = ref;
+    c->magic = lb_mark(LB_MARK_CONTEXT);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &CONTEXT_MT_KEY);
     lua_setmetatable(L, -2);
 }
 
 basalt_ctx *lb_check_context(lua_State *L, int idx, int arg, const char *fname) {
     /* The mark and size identify a context value (see lb_mark). */
-    lb_handle *u = lua_touserdata(L, idx);
-    if (u == NULL || lua_type(L, idx) != LUA_TUSERDATA || lua_rawlen(L, idx) != sizeof *u ||
-        u->magic != lb_mark(LB_MARK_CONTEXT))
+    lb_context *c = lua_touserdata(L, idx);
+    if (c == NULL || lua_type(L, idx) != LUA_TUSERDATA || lua_rawlen(L, idx) != sizeof *c ||
+        c->magic != lb_mark(LB_MARK_CONTEXT))
         lb_argerror(L, arg, fname,
                     lua_pushfstring(L, "basalt.Context expected, got %s", luaL_typename(L, idx)));
-    return ((lb_context *)u->cell)->ctx;
+    return c->ref ? lb_ref_get(c->refs, c->ref) : NULL;
 }
 
 int lb_argerror(lua_State *L, int arg, const char *fname, const char *msg) {
@@ -150,12 +124,12 @@ void lb_checktype(lua_State *L, int arg, int t, const char *fname) {
 }
 
 static int context_gc(lua_State *L) {
-    lb_handle *u = lua_touserdata(L, 1); /* only set on context values */
-    lb_context *c = u->cell;
-    u->cell = &finalized_context;
-    if (c == &finalized_context) return 0;
-    context_release(c);
-    lb_cell_free(c);
+    lb_context *c = lua_touserdata(L, 1); /* only set on context values */
+    if (c->ref) {
+        basalt_ctx_release(lb_ref_get(c->refs, c->ref));
+        lb_ref_free(c->refs, c->ref);
+    }
+    c->ref = 0;
     return 0;
 }
 
@@ -178,44 +152,36 @@ static int context_tostring(lua_State *L) {
 
 /* ---- running inside a context ---------------------------------------------------- */
 
-/* The userdata of a guard (lb_guard is in lbasalt.h). */
-typedef struct lb_guard_ud {
-    lb_guard *guard;
-} lb_guard_ud;
-
-/* What a guard finalized already points at (never written: not active). */
-static lb_guard finalized_guard;
+/* A guard restores the previous context when a block finishes, fails, or is
+ * abandoned (a coroutine collected while suspended inside it). */
+typedef struct lb_guard {
+    lb_flow *flow;
+    lb_refs *refs;
+    uint32_t prev_ref; /* refs slot of the context to restore (owned), not 0
+                          exactly while the block runs */
+} lb_guard;
 
 static void guard_restore(lb_guard *g) {
-    if (!g->active) return;
-    g->active = 0;
+    if (!g->prev_ref) return;
     basalt_ctx_release(g->flow->cur);
-    g->flow->cur = g->prev;
-    g->prev = NULL;
-}
-
-static void guard_release(void *payload) {
-    lb_guard *g = payload;
-    if (g->active) {
-        g->active = 0; /* the coroutine is gone: nothing to restore into */
-        basalt_ctx_release(g->prev);
-        g->prev = NULL;
-    }
+    lb_flow_set(g->flow, lb_ref_get(g->refs, g->prev_ref));
+    lb_ref_free(g->refs, g->prev_ref);
+    g->prev_ref = 0;
 }
 
 static int guard_gc(lua_State *L) {
-    lb_guard_ud *u = lua_touserdata(L, 1);
-    lb_guard *g = u->guard;
-    u->guard = &finalized_guard;
-    if (g == &finalized_guard) return 0;
-    guard_release(g);
-    lb_cell_free(g);
+    lb_guard *g = lua_touserdata(L, 1);
+    if (g->prev_ref) { /* the coroutine is gone: nothing to restore into */
+        basalt_ctx_release(lb_ref_get(g->refs, g->prev_ref));
+        lb_ref_free(g->refs, g->prev_ref);
+        g->prev_ref = 0;
+    }
     return 0;
 }
 
 static int finish_in_context(lua_State *L, int status, lua_KContext k) {
     int guard_idx = (int)k;
-    lb_guard *g = ((lb_guard_ud *)lua_touserdata(L, guard_idx))->guard;
+    lb_guard *g = lua_touserdata(L, guard_idx);
     guard_restore(g);
     if (status != LUA_OK && status != LUA_YIELD) return lua_error(L); /* same value */
     return lua_gettop(L) - guard_idx;
@@ -223,14 +189,13 @@ static int finish_in_context(lua_State *L, int status, lua_KContext k) {
 
 int lb_run_in_context(lua_State *L, basalt_ctx *ctx, int fn_idx, int nargs) {
     lb_flow *flow = lb_flow_get(L);
-    lb_guard *g = lb_cell_new(L, flow->pool, guard_release);
-    lb_guard_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
-    u->guard = g;
+    lb_guard *g = lua_newuserdatauv(L, sizeof *g, 0);
+    g->refs = flow->refs;
+    g->prev_ref = 0;
     luaL_setmetatable(L, LB_GUARD_MT);
-    g->prev = flow->cur;
+    g->prev_ref = lb_ref_new(L, g->refs, LB_REF_CTX, flow->cur);
     g->flow = flow;
-    g->active = 1;
-    flow->cur = ctx;
+    lb_flow_set(flow, ctx);
     int guard_idx = lua_gettop(L);
     lua_pushvalue(L, fn_idx);
     for (int i = 0; i < nargs; i++)
@@ -241,7 +206,7 @@ int lb_run_in_context(lua_State *L, basalt_ctx *ctx, int fn_idx, int nargs) {
 
 static int l_capture(lua_State *L) {
     lb_flow *f = lb_flow_get(L);
-    lb_push_context(L, basalt_ctx_retain(f->cur));
+    lb_push_context_in(L, f->refs, basalt_ctx_retain(f->cur));
     return 1;
 }
 
@@ -264,7 +229,7 @@ static int l_bind(lua_State *L) {
     if (lua_isnoneornil(L, 1)) lb_argerror(L, 1, "bind", "function expected");
     lua_settop(L, 1);
     lb_flow *f = lb_flow_get(L);
-    lb_push_context(L, basalt_ctx_retain(f->cur));
+    lb_push_context_in(L, f->refs, basalt_ctx_retain(f->cur));
     lua_pushcclosure(L, bound_call, 2);
     return 1;
 }
@@ -283,7 +248,7 @@ static int inherit_body(lua_State *L) {
     lb_flow *f = lb_flow_get(L);
     basalt_ctx *ctx = lb_check_context(L, lua_upvalueindex(2), 1, "coroutine");
     basalt_ctx_release(f->cur);
-    f->cur = basalt_ctx_retain(ctx);
+    lb_flow_set(f, basalt_ctx_retain(ctx));
     int nargs = lua_gettop(L);
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
@@ -299,7 +264,7 @@ static void push_inheriting(lua_State *L, int fn_idx) {
         return;
     }
     lua_pushvalue(L, fn_idx);
-    lb_push_context(L, basalt_ctx_retain(f->cur));
+    lb_push_context_in(L, f->refs, basalt_ctx_retain(f->cur));
     lua_pushcclosure(L, inherit_body, 2);
 }
 

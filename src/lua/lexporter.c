@@ -5,25 +5,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* An exporter value's cell (see lcells.c) and its userdata. */
-typedef struct exporter_cell {
-    basalt_exporter *exp; /* owned reference */
-} exporter_cell;
 typedef struct lb_exporter {
-    exporter_cell *cell;
+    basalt_exporter *exp; /* owned reference */
+    lb_refs *refs;        /* the state's */
+    uint32_t ref;         /* refs slot of exp (0: none) */
 } lb_exporter;
-
-/* What an exporter value finalized already points at (never written). */
-static exporter_cell finalized_exporter;
 
 basalt_exporter *lb_test_exporter(lua_State *L, int idx) {
     lb_exporter *e = luaL_testudata(L, idx, LB_EXPORTER_MT);
-    return e ? e->cell->exp : NULL;
+    return e ? e->exp : NULL;
 }
 
 static basalt_exporter *check_exporter(lua_State *L) {
     lb_exporter *e = luaL_checkudata(L, 1, LB_EXPORTER_MT);
-    return e->cell->exp;
+    return e->exp;
 }
 
 /* ---- records to tables ------------------------------------------------------------ */
@@ -191,37 +186,30 @@ static int mem_count(lua_State *L) {
     return 1;
 }
 
-static void exporter_release(void *payload) {
-    exporter_cell *c = payload;
-    basalt_exporter_release(c->exp);
-    c->exp = NULL;
-}
-
 static int mem_gc(lua_State *L) {
     lb_exporter *e = luaL_checkudata(L, 1, LB_EXPORTER_MT);
-    exporter_cell *c = e->cell;
-    e->cell = &finalized_exporter;
-    if (c == &finalized_exporter) return 0;
-    exporter_release(c);
-    lb_cell_free(c);
+    basalt_exporter_release(e->exp);
+    e->exp = NULL;
+    if (e->ref) lb_ref_free(e->refs, e->ref);
+    e->ref = 0;
     return 0;
 }
 
-/* Pushes an exporter value owning e (may be NULL until set through the
- * returned cell). */
-static exporter_cell *push_owned(lua_State *L, basalt_exporter *e) {
-    exporter_cell *c = lb_cell_new(L, lb_flow_get(L)->pool, exporter_release);
-    c->exp = e; /* owned by the cell from here, even if the next line fails */
-    lb_exporter *h = lua_newuserdatauv(L, sizeof *h, 0);
-    h->cell = c;
+/* Pushes an exporter value owning e. */
+static void push_owned(lua_State *L, basalt_exporter *e) {
+    lb_refs *refs = lb_flow_get(L)->refs;
+    uint32_t ref = lb_ref_new(L, refs, LB_REF_EXPORTER, e);
+    lb_exporter *h = lua_newuserdatauv(L, sizeof *h, 0); /* on failure, lua_close releases e */
+    h->exp = e;
+    h->refs = refs;
+    h->ref = ref;
     luaL_setmetatable(L, LB_EXPORTER_MT);
-    return c;
 }
 
 static int l_memory_exporter(lua_State *L) {
-    exporter_cell *c = push_owned(L, NULL);
-    c->exp = basalt_memory_exporter_new();
-    if (c->exp == NULL) return luaL_error(L, "out of memory");
+    basalt_exporter *e = basalt_memory_exporter_new();
+    if (e == NULL) return luaL_error(L, "out of memory");
+    push_owned(L, e);
     return 1;
 }
 

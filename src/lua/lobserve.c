@@ -59,20 +59,21 @@ static const char *push_traceback(lua_State *L, int err_idx) {
 /* ---- the block runner ------------------------------------------------------------------ */
 
 static void end_block(lb_span *h) {
-    if (!h->active) return;
-    h->active = 0;
+    if (!h->prev_ref) return;
     basalt_span_end(h->span, 0);
+    lb_ref_set(h->refs, h->span_ref, LB_REF_SPAN, h->span); /* ended: only released now */
     basalt_ctx_release(h->flow->cur);
-    h->flow->cur = h->prev;
-    h->prev = NULL;
+    lb_flow_set(h->flow, lb_ref_get(h->refs, h->prev_ref)); /* the flow owns it again */
+    lb_ref_free(h->refs, h->prev_ref);
+    h->prev_ref = 0;
 }
 
 static int finish_block(lua_State *L, int status, lua_KContext k) {
     int hidx = (int)k;
-    lb_span *h = lb_span_at(L, hidx);
+    lb_span *h = lua_touserdata(L, hidx);
     if (status != LUA_OK && status != LUA_YIELD) {
         int err = lua_gettop(L);
-        if (h->active) {
+        if (h->prev_ref) {
             const char *tb = push_traceback(L, err);
             lb_record_error(L, err, h->span, tb);
         }
@@ -89,12 +90,12 @@ static int finish_block(lua_State *L, int status, lua_KContext k) {
 static int run_block(lua_State *L, lb_flow *flow, basalt_span *span, basalt_ctx *ctx, int fn_idx,
                      int args, int nargs, int pass_span) {
     luaL_checkstack(L, nargs + 4, "too many arguments");
-    lb_span *h = lb_push_span_in(L, flow->pool, span);
+    lb_span *h = lb_push_span_in(L, flow->refs, span);
     int hidx = lua_gettop(L);
+    lb_ref_set(h->refs, h->span_ref, LB_REF_BLOCK, span);        /* ended if released running */
+    h->prev_ref = lb_ref_new(L, h->refs, LB_REF_CTX, flow->cur); /* raises only before the swap */
     h->flow = flow;
-    h->prev = flow->cur;
-    h->active = 1;
-    flow->cur = ctx;
+    lb_flow_set(flow, ctx);
     lua_pushcfunction(L, block_msgh);
     lua_pushvalue(L, fn_idx);
     if (pass_span) lua_pushvalue(L, hidx);

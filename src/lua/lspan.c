@@ -7,48 +7,33 @@
 #include <strings.h>
 
 static lb_span *check_span(lua_State *L) {
-    lb_handle *u = lua_touserdata(L, 1);
+    lb_span *h = lua_touserdata(L, 1);
     /* Only lb_push_span makes full userdata of this size with this mark (a
      * script cannot write userdata memory), so no metatable lookup is needed. */
-    if (u == NULL || lua_rawlen(L, 1) != sizeof *u || u->magic != lb_mark(LB_MARK_SPAN))
+    if (h == NULL || lua_rawlen(L, 1) != sizeof *h || h->magic != lb_mark(LB_MARK_SPAN))
         luaL_typeerror(L, 1, LB_SPAN_MT);
-    return u->cell;
+    return h;
 }
 
 /* The handle metatable, also under a light key: faster than by name. */
 static const char SPAN_MT_KEY = 's';
 
-/* What a handle finalized already points at (a finalizer can resurrect it):
- * no span and no block, so no method writes to it. */
-static lb_span finalized_handle;
-
-/* Releases what a handle owns; a block abandoned mid-way (its coroutine was
- * collected) is ended once. */
-static void span_release(void *payload) {
-    lb_span *h = payload;
-    if (h->active) {
-        h->active = 0;
-        basalt_span_end(h->span, 0);
-        basalt_ctx_release(h->prev);
-        h->prev = NULL;
-    }
-    basalt_span_release(h->span);
-    h->span = NULL;
-}
-
-lb_span *lb_push_span_in(lua_State *L, lb_pool *pool, basalt_span *span) {
-    lb_span *h = lb_cell_new(L, pool, span_release);
-    h->span = span; /* owned by the cell from here, even if the next line fails */
-    lb_handle *u = lua_newuserdatauv(L, sizeof *u, 0);
-    u->cell = h;
-    u->magic = lb_mark(LB_MARK_SPAN);
+lb_span *lb_push_span_in(lua_State *L, lb_refs *refs, basalt_span *span) {
+    uint32_t ref = span ? lb_ref_new(L, refs, LB_REF_SPAN, span) : 0;
+    lb_span *h = lua_newuserdatauv(L, sizeof *h, 0); /* on failure, lua_close releases span */
+    h->span = span;
+    h->flow = NULL;
+    h->refs = refs;
+    h->span_ref = ref;
+    h->prev_ref = 0;
+    h->magic = lb_mark(LB_MARK_SPAN);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &SPAN_MT_KEY);
     lua_setmetatable(L, -2);
     return h;
 }
 
 lb_span *lb_push_span(lua_State *L, basalt_span *span) {
-    return lb_push_span_in(L, lb_flow_get(L)->pool, span);
+    return lb_push_span_in(L, lb_flow_get(L)->refs, span);
 }
 
 /* Methods return the handle so calls chain. */
@@ -75,6 +60,7 @@ static const char VARIABLES_NOT_MAP[] = "Span variables must be provided as a ma
  * collected string's memory is reused. */
 #define KEY_CACHE_SLOTS 128
 struct lb_key_cache {
+    lb_refs *refs; /* the state's, at hand for the functions that have the cache */
     struct {
         const char *lua; /* compared, never read */
         const basalt_key *key;
@@ -85,9 +71,16 @@ static const char KEY_CACHE_KEY = 'k';
 void lb_push_key_cache(lua_State *L) {
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &KEY_CACHE_KEY) != LUA_TNIL) return;
     lua_pop(L, 1);
-    memset(lua_newuserdatauv(L, sizeof(lb_key_cache), 0), 0, sizeof(lb_key_cache));
+    lb_refs *refs = lb_refs_lookup(L);
+    lb_key_cache *c = lua_newuserdatauv(L, sizeof *c, 0);
+    memset(c, 0, sizeof *c);
+    c->refs = refs;
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &KEY_CACHE_KEY);
+}
+
+lb_refs *lb_key_cache_refs(const lb_key_cache *c) {
+    return c->refs;
 }
 
 const basalt_key *lb_cached_key(lb_key_cache *c, const char *k, size_t len, bool *exact) {
@@ -646,23 +639,29 @@ static int m_is_recording(lua_State *L) {
 /* span:context(): a context with this span current (parent for other spans). */
 static int m_context(lua_State *L) {
     lb_span *h = check_span(L);
-    lb_push_context(L, basalt_span_context(h->span));
+    lb_push_context_in(L, h->refs, basalt_span_context(h->span));
     return 1;
 }
 
 static int m_end(lua_State *L) {
     lb_span *h = check_span(L);
-    if (h->span && !h->active) basalt_span_end(h->span, 0); /* blocks end themselves */
+    if (h->span && !h->prev_ref) basalt_span_end(h->span, 0); /* blocks end themselves */
     RETURN_SELF;
 }
 
 static int span_gc(lua_State *L) {
-    lb_handle *u = lua_touserdata(L, 1);
-    lb_span *h = u->cell;
-    u->cell = &finalized_handle;
-    if (h == &finalized_handle) return 0;
-    span_release(h);
-    lb_cell_free(h);
+    lb_span *h = lua_touserdata(L, 1);
+    if (h->prev_ref) {
+        /* A block abandoned mid-way (its coroutine was collected): end it once. */
+        basalt_span_end(h->span, 0);
+        basalt_ctx_release(lb_ref_get(h->refs, h->prev_ref));
+        lb_ref_free(h->refs, h->prev_ref);
+        h->prev_ref = 0;
+    }
+    basalt_span_release(h->span);
+    h->span = NULL;
+    if (h->span_ref) lb_ref_free(h->refs, h->span_ref);
+    h->span_ref = 0;
     return 0;
 }
 
