@@ -32,7 +32,7 @@
  * time and its finalizers run in that thread: the table needs no lock. */
 enum {
     LB_REF_SPAN = 1,  /* a span reference */
-    LB_REF_BLOCK = 2, /* a running block's span: ended when released */
+    LB_REF_BLOCK = 2, /* a block's span: ended (if it is not yet) when released */
     LB_REF_CTX = 3,   /* a context reference (may be NULL) */
     LB_REF_EXPORTER = 4,
     LB_REF_TAG_BITS = 3,
@@ -169,8 +169,9 @@ int lb_parse_prompt(lua_State *L, int idx, basalt_prompt_attrs *out, basalt_buf 
 /* ---- lspan.c ---- */
 /* Pushes a new handle for span (takes ownership; NULL = no-op handle). */
 lb_span *lb_push_span(lua_State *L, basalt_span *span);
-/* The same with the state's refs table at hand (a block has its flow's). */
-lb_span *lb_push_span_in(lua_State *L, lb_refs *refs, basalt_span *span);
+/* The same with the state's refs table at hand (a block has its flow's), and
+ * the tag span is noted with (LB_REF_BLOCK: ended if released unended). */
+lb_span *lb_push_span_in(lua_State *L, lb_refs *refs, basalt_span *span, unsigned tag);
 /* A state's cache of interned attribute keys (lspan.c). */
 typedef struct lb_key_cache lb_key_cache;
 /* The state's refs table, kept by its key cache. */

@@ -61,7 +61,6 @@ static const char *push_traceback(lua_State *L, int err_idx) {
 static void end_block(lb_span *h) {
     if (!h->prev_ref) return;
     basalt_span_end(h->span, 0);
-    lb_ref_set(h->refs, h->span_ref, LB_REF_SPAN, h->span); /* ended: only released now */
     basalt_ctx_release(h->flow->cur);
     lb_flow_set(h->flow, lb_ref_get(h->refs, h->prev_ref)); /* the flow owns it again */
     lb_ref_free(h->refs, h->prev_ref);
@@ -90,9 +89,8 @@ static int finish_block(lua_State *L, int status, lua_KContext k) {
 static int run_block(lua_State *L, lb_flow *flow, basalt_span *span, basalt_ctx *ctx, int fn_idx,
                      int args, int nargs, int pass_span) {
     luaL_checkstack(L, nargs + 4, "too many arguments");
-    lb_span *h = lb_push_span_in(L, flow->refs, span);
+    lb_span *h = lb_push_span_in(L, flow->refs, span, LB_REF_BLOCK); /* ending twice: no-op */
     int hidx = lua_gettop(L);
-    lb_ref_set(h->refs, h->span_ref, LB_REF_BLOCK, span);        /* ended if released running */
     h->prev_ref = lb_ref_new(L, h->refs, LB_REF_CTX, flow->cur); /* raises only before the swap */
     h->flow = flow;
     lb_flow_set(flow, ctx);

@@ -18,8 +18,8 @@ static lb_span *check_span(lua_State *L) {
 /* The handle metatable, also under a light key: faster than by name. */
 static const char SPAN_MT_KEY = 's';
 
-lb_span *lb_push_span_in(lua_State *L, lb_refs *refs, basalt_span *span) {
-    uint32_t ref = span ? lb_ref_new(L, refs, LB_REF_SPAN, span) : 0;
+lb_span *lb_push_span_in(lua_State *L, lb_refs *refs, basalt_span *span, unsigned tag) {
+    uint32_t ref = span ? lb_ref_new(L, refs, tag, span) : 0;
     lb_span *h = lua_newuserdatauv(L, sizeof *h, 0); /* on failure, lua_close releases span */
     h->span = span;
     h->flow = NULL;
@@ -33,7 +33,7 @@ lb_span *lb_push_span_in(lua_State *L, lb_refs *refs, basalt_span *span) {
 }
 
 lb_span *lb_push_span(lua_State *L, basalt_span *span) {
-    return lb_push_span_in(L, lb_flow_get(L)->refs, span);
+    return lb_push_span_in(L, lb_flow_get(L)->refs, span, LB_REF_SPAN);
 }
 
 /* Methods return the handle so calls chain. */

@@ -154,7 +154,7 @@ static int tracer_start_span(lua_State *L) {
             lua_pop(L, 1);
         }
     }
-    lb_push_span_in(L, lb_key_cache_refs(cache), span);
+    lb_push_span_in(L, lb_key_cache_refs(cache), span, LB_REF_SPAN);
     return 1;
 }
 
