@@ -21,13 +21,16 @@ while [ $# -gt 0 ]; do
   esac
 done
 command -v valgrind >/dev/null || { echo "valgrind is needed" >&2; exit 2; }
+# A fixed time() fixes Lua's string hash seed: the counts then repeat exactly.
+preload=""
+[ -f "$build/bench/libfixed_time.so" ] && preload="LD_PRELOAD='$build/bench/libfixed_time.so' "
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
 # Prints "<app thread> <worker>" instructions for n traces.
 count() {
   local n=$1
-  (cd "$shared/bench" && ./run.sh --traces "$n" --cmd "LUA_PATH='$build/lua/?.lua' \
+  (cd "$shared/bench" && ./run.sh --traces "$n" --cmd "${preload}LUA_PATH='$build/lua/?.lua' \
 LUA_CPATH='$build/lua/?.so' valgrind --tool=callgrind --separate-threads=yes \
 --callgrind-out-file=$out/cg.$n.%p '$build/basalt-lua' '$here/bench/qa_trace.lua' \
 --traces {TRACES} --endpoint {ENDPOINT} --mode {MODE}" > "$out/run.$n.txt" 2>&1) ||
