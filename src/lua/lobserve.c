@@ -185,7 +185,7 @@ static void gather_fields(lua_State *L, int opts, obs_fields *f) {
             slot = field_slot(f, k, len);
         }
         if (slot) {
-            lua_insert(L, -2); /* the value stays, below the iteration key */
+            lua_pushvalue(L, -2); /* the value stays, below a copy of the iteration key */
             *slot = lua_gettop(L) - 1;
         } else {
             lua_pop(L, 1);
@@ -206,21 +206,24 @@ static void check_opts(lua_State *L, int opts, const char *fname) {
 
 static basalt_kind parse_kind(lua_State *L, int kind_idx, const char *fname) {
     if (kind_idx == 0) return BASALT_KIND_SPAN;
-    lua_pushvalue(L, kind_idx);
     basalt_kind k = BASALT_KIND_SPAN;
     {
-        size_t len;
-        const char *s = lua_tolstring(L, -1, &len);
-        if (lua_type(L, -1) != LUA_TSTRING || !basalt_kind_parse(s, len, &k))
+        size_t len = 0;
+        /* Only a string is read: lua_tolstring would turn a number in place. */
+        const char *s =
+            lua_type(L, kind_idx) == LUA_TSTRING ? lua_tolstring(L, kind_idx, &len) : NULL;
+        if (s == NULL || !basalt_kind_parse(s, len, &k)) {
+            lua_pushvalue(L, kind_idx);
+            const char *shown = lua_tostring(L, -1);
             luaL_error(L, "bad argument #1 to '%s' (unknown kind '%s')", fname,
-                       s ? s : luaL_typename(L, -1));
+                       shown ? shown : luaL_typename(L, kind_idx));
+        }
         if (k == BASALT_KIND_TRACE)
             luaL_error(L,
                        "bad argument #1 to '%s' (Cannot use kind='basalt_trace' with observe. "
                        "Use start_observe for root spans.)",
                        fname);
     }
-    lua_pop(L, 1);
     return k;
 }
 
