@@ -178,9 +178,11 @@ typedef struct lb_key_cache lb_key_cache;
 lb_refs *lb_key_cache_refs(const lb_key_cache *c);
 /* Pushes the state's key cache (made on first use). */
 void lb_push_key_cache(lua_State *L);
-/* The interned key for the Lua string k (length len), or NULL: then copy it.
+/* The interned key for the Lua string k (length len) at stack index key_idx,
+ * through the cache c at cache_idx; NULL: then copy it.
  * *exact: the key is exported as given (not cut at a NUL, not repaired). */
-const basalt_key *lb_cached_key(lb_key_cache *c, const char *k, size_t len, bool *exact);
+const basalt_key *lb_cached_key(lua_State *L, int cache_idx, lb_key_cache *c, int key_idx,
+                                const char *k, size_t len, bool *exact);
 void lb_open_span(lua_State *L);
 /* Raises, before any span opens (Decision 6), when the metadata, variables or
  * prompt option (stack indices, 0 when absent) has the wrong type. */

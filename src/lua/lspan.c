@@ -56,9 +56,11 @@ static const char VARIABLES_NOT_MAP[] = "Span variables must be provided as a ma
 /* A state's cache of interned keys (one state runs in one thread at a time,
  * so no lock), upvalue 1 of the span methods and of tracer:start_span. A
  * slot is chosen by the address of the Lua string, stable for a loop's literal
- * key, and then verified by content: the address alone proves nothing, as a
- * collected string's memory is reused. */
-#define KEY_CACHE_SLOTS 128
+ * key. The cache's uservalue table holds each slot's Lua string, so that
+ * string stays alive and no other string can take its address: the same
+ * address is the same string. */
+#define KEY_CACHE_BITS  8
+#define KEY_CACHE_SLOTS (1 << KEY_CACHE_BITS)
 struct lb_key_cache {
     lb_refs *refs; /* the state's, at hand for the functions that have the cache */
     struct {
@@ -72,9 +74,11 @@ void lb_push_key_cache(lua_State *L) {
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &KEY_CACHE_KEY) != LUA_TNIL) return;
     lua_pop(L, 1);
     lb_refs *refs = lb_refs_lookup(L);
-    lb_key_cache *c = lua_newuserdatauv(L, sizeof *c, 0);
+    lb_key_cache *c = lua_newuserdatauv(L, sizeof *c, 1);
     memset(c, 0, sizeof *c);
     c->refs = refs;
+    lua_createtable(L, KEY_CACHE_SLOTS, 0);
+    lua_setiuservalue(L, -2, 1);
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &KEY_CACHE_KEY);
 }
@@ -83,31 +87,43 @@ lb_refs *lb_key_cache_refs(const lb_key_cache *c) {
     return c->refs;
 }
 
-const basalt_key *lb_cached_key(lb_key_cache *c, const char *k, size_t len, bool *exact) {
-    size_t i = ((uintptr_t)k >> 4) % KEY_CACHE_SLOTS;
-    const basalt_key *key = c->slot[i].key;
-    size_t klen;
+const basalt_key *lb_cached_key(lua_State *L, int cache_idx, lb_key_cache *c, int key_idx,
+                                const char *k, size_t len, bool *exact) {
+    /* Two ways per set, chosen by multiplicative hashing (string addresses
+     * share their low bits): two keys a span sets together may share a set. */
+    size_t i = (size_t)(((uint64_t)(uintptr_t)k * 0x9e3779b97f4a7c15ull) >> (64 - KEY_CACHE_BITS));
+    i &= ~(size_t)1;
     *exact = true;
-    if (key && c->slot[i].lua == k) {
-        const char *text = basalt_key_str(key, &klen);
-        if (klen == len && memcmp(text, k, len) == 0) return key;
-    }
-    key = basalt_key_intern(k, len);
+    if (c->slot[i].lua == k && c->slot[i].key) return c->slot[i].key; /* the anchored string */
+    if (c->slot[i + 1].lua == k && c->slot[i + 1].key) return c->slot[i + 1].key;
+    const basalt_key *key = basalt_key_intern(k, len);
+    size_t klen;
     const char *text = key ? basalt_key_str(key, &klen) : NULL;
     if (text == NULL || klen != len || memcmp(text, k, len) != 0) {
         *exact = key ? false : memchr(k, '\0', len) == NULL; /* cut at a NUL or repaired */
         return key;
     }
+    /* The newer entry goes first, the older one to the second way. */
+    key_idx = lua_absindex(L, key_idx);
+    lua_getiuservalue(L, cache_idx, 1);
+    lua_rawgeti(L, -1, (lua_Integer)i + 1);
+    lua_rawseti(L, -2, (lua_Integer)i + 2);
+    lua_pushvalue(L, key_idx);
+    lua_rawseti(L, -2, (lua_Integer)i + 1); /* anchors k's string; the oldest goes */
+    lua_pop(L, 1);
+    c->slot[i + 1] = c->slot[i];
     c->slot[i].lua = k;
     c->slot[i].key = key;
     return key;
 }
 
-/* Sets key (a string, NUL-cut as a C string) to v, through the key cache. */
-static void set_attr(lua_State *L, basalt_span *span, const char *key, size_t klen,
+/* Sets key (the string at stack index key_idx, NUL-cut as a C string) to v,
+ * through the key cache. */
+static void set_attr(lua_State *L, basalt_span *span, int key_idx, const char *key, size_t klen,
                      basalt_value v) {
     bool exact;
-    const basalt_key *k = lb_cached_key(lua_touserdata(L, lua_upvalueindex(1)), key, klen, &exact);
+    const basalt_key *k = lb_cached_key(
+        L, lua_upvalueindex(1), lua_touserdata(L, lua_upvalueindex(1)), key_idx, key, klen, &exact);
     if (k) {
         basalt_span_set_attr_key(span, k, v);
         return;
@@ -128,21 +144,21 @@ static int m_set_attribute(lua_State *L) {
             break;
         case LUA_TSTRING: {
             const char *s = lua_tolstring(L, 3, &len);
-            set_attr(L, h->span, key, klen, basalt_v_strn(s, len));
+            set_attr(L, h->span, 2, key, klen, basalt_v_strn(s, len));
             break;
         }
         case LUA_TNUMBER:
-            set_attr(L, h->span, key, klen,
+            set_attr(L, h->span, 2, key, klen,
                      lua_isinteger(L, 3) ? basalt_v_int(lua_tointeger(L, 3))
                                          : basalt_v_double(lua_tonumber(L, 3)));
             break;
         case LUA_TBOOLEAN:
-            set_attr(L, h->span, key, klen, basalt_v_bool(lua_toboolean(L, 3)));
+            set_attr(L, h->span, 2, key, klen, basalt_v_bool(lua_toboolean(L, 3)));
             break;
         default: {
             basalt_buf scratch = {0};
             basalt_value v = lb_to_value(L, 3, &scratch, 1);
-            set_attr(L, h->span, key, klen, v);
+            set_attr(L, h->span, 2, key, klen, v);
             basalt_buf_free(&scratch);
         }
         }
@@ -162,7 +178,7 @@ static int m_set_attributes(lua_State *L) {
                 basalt_value v = lb_to_value(L, -1, &scratch, 0); /* 11.2: serialised */
                 size_t klen;
                 const char *key = lua_tolstring(L, -2, &klen);
-                set_attr(L, h->span, key, klen, v);
+                set_attr(L, h->span, -2, key, klen, v);
                 basalt_buf_free(&scratch);
             }
             lua_pop(L, 1);

@@ -105,7 +105,8 @@ static int tracer_start_span(lua_State *L) {
                     size_t klen;
                     kv[n].key = lua_tolstring(L, -2, &klen);
                     bool exact;
-                    keys[n] = lb_cached_key(cache, kv[n].key, klen, &exact);
+                    keys[n] =
+                        lb_cached_key(L, lua_upvalueindex(1), cache, -2, kv[n].key, klen, &exact);
                     /* Keys are C strings: two keys equal up to a NUL are one,
                      * and repaired invalid UTF-8 can make two keys one too. */
                     if (!exact) unique = false;

@@ -63,6 +63,33 @@ T.test("set_attribute keys stay exact across many keys, collected key strings an
   T.eq(n - base, 101)
 end)
 
+T.test("keys stay exact when the key cache evicts and collected strings' memory is reused", function()
+  -- The cache holds (anchors) the Lua strings of its entries and evicts them
+  -- as keys come and go: thousands of fresh key strings across collections,
+  -- through all three ways of setting start and later attributes.
+  local tracer = basalt.tracer("keys")
+  for round = 1, 30 do
+    local keys = {}
+    for i = 1, 40 do keys[i] = string.format("r%d.k%d", round, i) end
+    local start = {}
+    for i = 1, 10 do start[string.format("s%d.k%d", round, i)] = i end
+    local t = tracer:start_span("t", { attributes = start })
+    local a = on_span("span", function(s)
+      for i = 1, 20 do s:set_attribute(keys[i], i) end
+      local more = {}
+      for i = 21, 40 do more[keys[i]] = i end
+      s:set_attributes(more)
+    end)
+    t:finish()
+    for i = 1, 40 do T.eq(a[keys[i]], i, keys[i]) end
+    local r = mem:find("t")
+    for i = 1, 10 do T.eq(r.attributes[string.format("s%d.k%d", round, i)], i) end
+    mem:clear()
+    keys, start = nil, nil
+    collectgarbage()
+  end
+end)
+
 T.test("JSON: sorted keys, compact, arrays for 1..n, {} for empty, null for non-finite", function()
   local a = on_span("span", function(s)
     s:set_input { b = 1, a = { 3, 2 }, c = {}, n = 0 / 0, inf = math.huge, f = 2.0, [5] = "five", t = true }
