@@ -195,7 +195,8 @@ static int mem_gc(lua_State *L) {
     return 0;
 }
 
-/* Pushes an exporter value owning e. */
+/* Pushes an exporter value owning e: init wraps each exporter it builds in one,
+ * so that a later error in init cannot leak it. */
 static void push_owned(lua_State *L, basalt_exporter *e) {
     lb_refs *refs = lb_flow_get(L)->refs;
     uint32_t ref = lb_ref_new(L, refs, LB_REF_EXPORTER, e);
@@ -279,7 +280,6 @@ static basalt_exporter *otlp_from_table(lua_State *L, int t, const char *api_key
     return basalt_otlp_exporter_new(&oc);
 }
 
-/* Wraps e in a Lua-owned handle so that a later error in init cannot leak it. */
 /* One entry of the exporters list; NULL (logged) when it cannot be built. */
 static basalt_exporter *exporter_entry(lua_State *L, int idx, const char *api_key) {
     int top = lua_gettop(L);
