@@ -752,6 +752,12 @@ basalt_kind basalt_span_kind(const basalt_span *s) {
     return s ? s->kind : BASALT_KIND_SPAN;
 }
 
+basalt_kind basalt_span_ids(const basalt_span *s, uint8_t trace_id[16], uint8_t span_id[8]) {
+    basalt_span_trace_id(s, trace_id);
+    basalt_span_id(s, span_id);
+    return basalt_span_kind(s);
+}
+
 bool basalt_span_is_trace(const basalt_span *s) {
     return s && s->is_trace;
 }

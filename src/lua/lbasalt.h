@@ -38,13 +38,21 @@ enum {
     LB_REF_TAG_BITS = 3,
     LB_REF_TAG_MASK = 7
 };
+/* One entry: pointer | tag, or (free) the next free index << TAG_BITS. gen
+ * counts the entry's releases, so a handle that remembers (index, gen) can
+ * tell that what it borrowed from the entry is gone. link chains the open
+ * blocks of a coroutine (see lb_flow). */
+typedef struct lb_ref_slot {
+    uintptr_t v;
+    uint32_t gen;
+    uint32_t link;
+} lb_ref_slot;
 typedef struct lb_refs {
-    uintptr_t *slot; /* pointer | tag; a free slot: next free index << TAG_BITS;
-                        slot 0 is never used nor read (writes to it are harmless) */
-    uint32_t cap;    /* 0: slot is not malloc'd (NULL, or &spare once closed) */
-    uint32_t free;   /* first free slot; 0 (never used) when none */
+    lb_ref_slot *slot; /* slot 0 is never used nor read (writes to it are harmless) */
+    uint32_t cap;      /* 0: slot is not malloc'd (NULL, or &spare once closed) */
+    uint32_t free;     /* first free slot; 0 (never used) when none */
     uint32_t in_use;
-    uintptr_t spare; /* slot 0 after lb_refs_close */
+    lb_ref_slot spare; /* slot 0 after lb_refs_close */
 } lb_refs;
 /* The state's table (made on first use; the registry holds it). */
 lb_refs *lb_refs_lookup(lua_State *L);
@@ -55,35 +63,49 @@ uint32_t lb_refs_grow(lua_State *L, lb_refs *r);
  * Entries made afterwards (by finalizers that run later) are never released,
  * like the userdata made then, whose finalizers Lua does not run. */
 size_t lb_refs_close(lb_refs *r);
+/* Releases the reference in slot i as lb_refs_close would (a block's span is
+ * ended first) and frees the slot. */
+void lb_ref_release(lb_refs *r, uint32_t i);
 
 /* Notes p (malloc'd: its low bits are free for the tag); returns its slot. */
 static inline uint32_t lb_ref_new(lua_State *L, lb_refs *r, unsigned tag, const void *p) {
     uint32_t i = r->free ? r->free : lb_refs_grow(L, r);
-    r->free = (uint32_t)(r->slot[i] >> LB_REF_TAG_BITS);
-    r->slot[i] = (uintptr_t)p | tag;
+    r->free = (uint32_t)(r->slot[i].v >> LB_REF_TAG_BITS);
+    r->slot[i].v = (uintptr_t)p | tag;
     r->in_use++;
     return i;
 }
 /* The pointer noted in slot i (not 0). */
 static inline void *lb_ref_get(const lb_refs *r, uint32_t i) {
-    return (void *)(r->slot[i] & ~(uintptr_t)LB_REF_TAG_MASK);
+    return (void *)(r->slot[i].v & ~(uintptr_t)LB_REF_TAG_MASK);
 }
 /* The reference in slot i is now p. */
 static inline void lb_ref_set(lb_refs *r, uint32_t i, unsigned tag, const void *p) {
-    r->slot[i] = (uintptr_t)p | tag;
+    r->slot[i].v = (uintptr_t)p | tag;
 }
 /* Slot i no longer holds a reference (its owner released it). */
 static inline void lb_ref_free(lb_refs *r, uint32_t i) {
-    r->slot[i] = (uintptr_t)r->free << LB_REF_TAG_BITS;
+    r->slot[i].v = (uintptr_t)r->free << LB_REF_TAG_BITS;
+    r->slot[i].gen++;
     r->free = i;
     r->in_use--;
 }
+/* True while slot i still holds the reference it held at generation gen. */
+static inline bool lb_ref_live(const lb_refs *r, uint32_t i, uint32_t gen) {
+    return i < r->cap && r->slot[i].gen == gen;
+}
 
-/* Per-coroutine context slot (full userdata in a weak-keyed registry table). */
+/* Per-coroutine context slot (full userdata in a weak-keyed registry table).
+ * It also owns the blocks left open in its coroutine: their handles have no
+ * finalizer, so when a coroutine is collected mid-block, its flow's finalizer
+ * ends them. open is the refs slot of the innermost open block's span; that
+ * slot's link is the slot of the context to restore, whose link is the next
+ * enclosing open block's span slot (0 ends the chain). */
 typedef struct lb_flow {
     basalt_ctx *cur; /* owned reference, NULL = empty context; set with lb_flow_set */
     lb_refs *refs;   /* the state's */
     uint32_t cur_ref;
+    uint32_t open;
 } lb_flow;
 
 /* Makes c (owned) the flow's current context; the caller released the old one
@@ -109,17 +131,31 @@ static inline uint64_t lb_mark(unsigned type) {
 /* Makes the secret (idempotent, thread-safe). */
 void lb_init_secret(void);
 
-/* A span handle. A block handle also remembers what to restore on exit. */
-
+/* A span handle. A block's handle borrows the block's span: the refs slot
+ * span_ref owns it, and the block frees that slot when it ends (so the handle
+ * needs no finalizer, whose cost dominated a block's). Any other handle owns
+ * its span through span_ref and releases it in its finalizer. gen tells a
+ * block's handle kept past its coroutine's collection that the span is gone.
+ * The ids and kind are copied in, so they outlive the span. */
 typedef struct lb_span {
-    basalt_span *span; /* owned reference, NULL for the no-op handle */
+    basalt_span *span; /* NULL for the no-op handle and once a block ended */
     lb_flow *flow;     /* block handles: the coroutine's slot (valid while it runs) */
     lb_refs *refs;     /* the state's */
     uint32_t span_ref; /* refs slot of span (0: none) */
     uint32_t prev_ref; /* block handles: refs slot of the context to restore (owned),
                           not 0 exactly while the block runs */
-    uint64_t magic;    /* lb_mark(LB_MARK_SPAN) */
+    uint32_t gen;      /* span_ref's generation when the handle was made */
+    uint8_t block;     /* a block's handle (borrows span) */
+    uint8_t kind;      /* basalt_kind */
+    uint8_t trace_id[16], span_id[8];
+    uint64_t magic; /* lb_mark(LB_MARK_SPAN) */
 } lb_span;
+
+/* The handle's span, NULL when it has none or (a block's) it is gone. */
+static inline basalt_span *lb_span_of(lb_span *h) {
+    if (h->span && h->block && !lb_ref_live(h->refs, h->span_ref, h->gen)) h->span = NULL;
+    return h->span;
+}
 
 /* ---- argument errors ---- */
 /* Raises "bad argument #arg to 'fname' (msg)" with the public function name
@@ -169,9 +205,12 @@ int lb_parse_prompt(lua_State *L, int idx, basalt_prompt_attrs *out, basalt_buf 
 /* ---- lspan.c ---- */
 /* Pushes a new handle for span (takes ownership; NULL = no-op handle). */
 lb_span *lb_push_span(lua_State *L, basalt_span *span);
-/* The same with the state's refs table at hand (a block has its flow's), and
- * the tag span is noted with (LB_REF_BLOCK: ended if released unended). */
-lb_span *lb_push_span_in(lua_State *L, lb_refs *refs, basalt_span *span, unsigned tag);
+/* The same with the state's refs table at hand. */
+lb_span *lb_push_span_in(lua_State *L, lb_refs *refs, basalt_span *span);
+/* Pushes the handle of a block's span in flow: span (owned) goes to the new
+ * refs slot h->span_ref, the flow's current context to h->prev_ref (to be
+ * restored). The handle has no finalizer. Raises before noting anything. */
+lb_span *lb_push_block_span(lua_State *L, lb_flow *flow, basalt_span *span);
 /* A state's cache of interned attribute keys (lspan.c). */
 typedef struct lb_key_cache lb_key_cache;
 /* The state's refs table, kept by its key cache. */

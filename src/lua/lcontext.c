@@ -39,6 +39,17 @@ static int flow_gc(lua_State *L) {
     f->cur = NULL;
     if (f->cur_ref) lb_ref_free(f->refs, f->cur_ref);
     f->cur_ref = 0; /* a coroutine a finalizer resurrected writes slot 0, never read */
+    /* Blocks abandoned mid-way (the coroutine was collected inside them): end
+     * each once, innermost first; a handle kept elsewhere sees its slot's
+     * generation change and stops using the span. */
+    lb_refs *r = f->refs;
+    while (f->open && f->open < r->cap) {
+        uint32_t span_slot = f->open, prev_slot = r->slot[span_slot].link;
+        f->open = r->slot[prev_slot].link;
+        lb_ref_release(r, span_slot);
+        lb_ref_release(r, prev_slot);
+    }
+    f->open = 0;
     return 0;
 }
 
@@ -67,6 +78,7 @@ static lb_flow *lb_flow_lookup(lua_State *L) {
     f->cur = NULL;
     f->refs = refs;
     f->cur_ref = ref;
+    f->open = 0;
     luaL_setmetatable(L, LB_FLOW_MT);
     lua_pushthread(L);
     lua_setiuservalue(L, -2, 1);

@@ -58,13 +58,21 @@ static const char *push_traceback(lua_State *L, int err_idx) {
 
 /* ---- the block runner ------------------------------------------------------------------ */
 
+/* Ends the block's span, restores the context and closes the block's refs
+ * slots; the handle keeps only the span's ids. */
 static void end_block(lb_span *h) {
     if (!h->prev_ref) return;
+    lb_refs *refs = h->refs;
+    lb_flow *flow = h->flow;
     basalt_span_end(h->span, 0);
-    basalt_ctx_release(h->flow->cur);
-    lb_flow_set(h->flow, lb_ref_get(h->refs, h->prev_ref)); /* the flow owns it again */
-    lb_ref_free(h->refs, h->prev_ref);
+    basalt_ctx_release(flow->cur);
+    lb_flow_set(flow, lb_ref_get(refs, h->prev_ref)); /* the flow owns it again */
+    flow->open = refs->slot[h->prev_ref].link;
+    lb_ref_free(refs, h->prev_ref);
     h->prev_ref = 0;
+    basalt_span_release(h->span);
+    lb_ref_free(refs, h->span_ref);
+    h->span = NULL;
 }
 
 static int finish_block(lua_State *L, int status, lua_KContext k) {
@@ -89,10 +97,12 @@ static int finish_block(lua_State *L, int status, lua_KContext k) {
 static int run_block(lua_State *L, lb_flow *flow, basalt_span *span, basalt_ctx *ctx, int fn_idx,
                      int args, int nargs, int pass_span) {
     luaL_checkstack(L, nargs + 4, "too many arguments");
-    lb_span *h = lb_push_span_in(L, flow->refs, span, LB_REF_BLOCK); /* ending twice: no-op */
+    lb_span *h = lb_push_block_span(L, flow, span); /* raises only before the swap */
     int hidx = lua_gettop(L);
-    h->prev_ref = lb_ref_new(L, h->refs, LB_REF_CTX, flow->cur); /* raises only before the swap */
-    h->flow = flow;
+    /* The block joins its coroutine's chain of open blocks (see lb_flow). */
+    h->refs->slot[h->span_ref].link = h->prev_ref;
+    h->refs->slot[h->prev_ref].link = flow->open;
+    flow->open = h->span_ref;
     lb_flow_set(flow, ctx);
     lua_pushcfunction(L, block_msgh);
     lua_pushvalue(L, fn_idx);

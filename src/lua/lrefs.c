@@ -21,14 +21,16 @@ lb_refs *lb_refs_lookup(lua_State *L) {
 
 uint32_t lb_refs_grow(lua_State *L, lb_refs *r) {
     uint32_t cap = r->cap ? r->cap * 2 : 256;
-    uintptr_t *s = cap > r->cap ? realloc(r->cap ? r->slot : NULL, cap * sizeof *s) : NULL;
+    lb_ref_slot *s = cap > r->cap ? realloc(r->cap ? r->slot : NULL, cap * sizeof *s) : NULL;
     if (s == NULL) {
         luaL_error(L, "basalt: out of memory");
         return 0;
     }
     /* Slot 0 stays unused: index 0 means "none". */
     for (uint32_t i = cap; i-- > (r->cap ? r->cap : 1);) {
-        s[i] = (uintptr_t)r->free << LB_REF_TAG_BITS;
+        s[i].v = (uintptr_t)r->free << LB_REF_TAG_BITS;
+        s[i].gen = 0;
+        s[i].link = 0;
         r->free = i;
     }
     r->slot = s;
@@ -57,10 +59,15 @@ static void release(uintptr_t v) {
     }
 }
 
+void lb_ref_release(lb_refs *r, uint32_t i) {
+    release(r->slot[i].v);
+    lb_ref_free(r, i);
+}
+
 size_t lb_refs_close(lb_refs *r) {
     size_t n = 0;
     for (uint32_t i = 1; i < r->cap && r->in_use; i++) {
-        uintptr_t v = r->slot[i];
+        uintptr_t v = r->slot[i].v;
         if ((v & LB_REF_TAG_MASK) == 0) continue; /* free */
         release(v);
         lb_ref_free(r, i);

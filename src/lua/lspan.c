@@ -12,28 +12,54 @@ static lb_span *check_span(lua_State *L) {
      * script cannot write userdata memory), so no metatable lookup is needed. */
     if (h == NULL || lua_rawlen(L, 1) != sizeof *h || h->magic != lb_mark(LB_MARK_SPAN))
         luaL_typeerror(L, 1, LB_SPAN_MT);
+    lb_span_of(h); /* a block's span gone with its coroutine: h->span is NULL now */
     return h;
 }
 
-/* The handle metatable, also under a light key: faster than by name. */
+/* The handle metatables, under light keys: faster than by name. A block's
+ * handle owns nothing, so its metatable has no finalizer. */
 static const char SPAN_MT_KEY = 's';
+static const char BLOCK_MT_KEY = 'b';
 
-lb_span *lb_push_span_in(lua_State *L, lb_refs *refs, basalt_span *span, unsigned tag) {
-    uint32_t ref = span ? lb_ref_new(L, refs, tag, span) : 0;
-    lb_span *h = lua_newuserdatauv(L, sizeof *h, 0); /* on failure, lua_close releases span */
+/* Fills the new userdata h (on top of the stack) and sets its metatable. */
+static lb_span *init_handle(lua_State *L, lb_span *h, lb_refs *refs, basalt_span *span,
+                            uint32_t ref, const void *mt_key) {
     h->span = span;
     h->flow = NULL;
     h->refs = refs;
     h->span_ref = ref;
     h->prev_ref = 0;
+    h->gen = ref ? refs->slot[ref].gen : 0;
+    h->block = mt_key == &BLOCK_MT_KEY;
+    h->kind = (uint8_t)basalt_span_ids(span, h->trace_id, h->span_id);
     h->magic = lb_mark(LB_MARK_SPAN);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &SPAN_MT_KEY);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, mt_key);
     lua_setmetatable(L, -2);
     return h;
 }
 
+lb_span *lb_push_span_in(lua_State *L, lb_refs *refs, basalt_span *span) {
+    uint32_t ref = span ? lb_ref_new(L, refs, LB_REF_SPAN, span) : 0;
+    lb_span *h = lua_newuserdatauv(L, sizeof *h, 0); /* on failure, lua_close releases span */
+    return init_handle(L, h, refs, span, ref, &SPAN_MT_KEY);
+}
+
+lb_span *lb_push_block_span(lua_State *L, lb_flow *flow, basalt_span *span) {
+    lb_refs *r = flow->refs;
+    uint32_t ref = lb_ref_new(L, r, LB_REF_BLOCK, span);
+    lb_span *h = lua_newuserdatauv(L, sizeof *h, 0); /* on failure, lua_close ends the span */
+    /* The previous context is noted twice until the block swaps it out, so
+     * nothing may raise once it is noted: room first. */
+    if (!r->free) lb_refs_grow(L, r);
+    uint32_t prev = lb_ref_new(L, r, LB_REF_CTX, flow->cur);
+    init_handle(L, h, r, span, ref, &BLOCK_MT_KEY);
+    h->prev_ref = prev;
+    h->flow = flow;
+    return h;
+}
+
 lb_span *lb_push_span(lua_State *L, basalt_span *span) {
-    return lb_push_span_in(L, lb_flow_get(L)->refs, span, LB_REF_SPAN);
+    return lb_push_span_in(L, lb_flow_get(L)->refs, span);
 }
 
 /* Methods return the handle so calls chain. */
@@ -628,20 +654,16 @@ static int m_set_payload(lua_State *L) {
 
 static int m_trace_id(lua_State *L) {
     lb_span *h = check_span(L);
-    uint8_t id[16];
     char hex[33];
-    basalt_span_trace_id(h->span, id);
-    basalt_hex_encode(id, 16, hex);
+    basalt_hex_encode(h->trace_id, 16, hex);
     lua_pushstring(L, hex);
     return 1;
 }
 
 static int m_span_id(lua_State *L) {
     lb_span *h = check_span(L);
-    uint8_t id[8];
     char hex[17];
-    basalt_span_id(h->span, id);
-    basalt_hex_encode(id, 8, hex);
+    basalt_hex_encode(h->span_id, 8, hex);
     lua_pushstring(L, hex);
     return 1;
 }
@@ -652,10 +674,20 @@ static int m_is_recording(lua_State *L) {
     return 1;
 }
 
-/* span:context(): a context with this span current (parent for other spans). */
+static bool has_ids(const lb_span *h) {
+    static const uint8_t zero[16];
+    return memcmp(h->trace_id, zero, 16) != 0;
+}
+
+/* span:context(): a context with this span current (parent for other spans).
+ * Once a block ended its span is gone: the context then has its ids as the
+ * parent, like an extracted one, without the values the span propagated. */
 static int m_context(lua_State *L) {
     lb_span *h = check_span(L);
-    lb_push_context_in(L, h->refs, basalt_span_context(h->span));
+    basalt_ctx *ctx = h->span      ? basalt_span_context(h->span)
+                      : has_ids(h) ? basalt_ctx_remote(h->trace_id, h->span_id, 0x01, NULL, NULL)
+                                   : NULL;
+    lb_push_context_in(L, h->refs, ctx);
     return 1;
 }
 
@@ -665,15 +697,9 @@ static int m_end(lua_State *L) {
     RETURN_SELF;
 }
 
+/* Only handles that own their span have this finalizer (block handles do not). */
 static int span_gc(lua_State *L) {
     lb_span *h = lua_touserdata(L, 1);
-    if (h->prev_ref) {
-        /* A block abandoned mid-way (its coroutine was collected): end it once. */
-        basalt_span_end(h->span, 0);
-        basalt_ctx_release(lb_ref_get(h->refs, h->prev_ref));
-        lb_ref_free(h->refs, h->prev_ref);
-        h->prev_ref = 0;
-    }
     basalt_span_release(h->span);
     h->span = NULL;
     if (h->span_ref) lb_ref_free(h->refs, h->span_ref);
@@ -683,15 +709,13 @@ static int span_gc(lua_State *L) {
 
 static int span_tostring(lua_State *L) {
     lb_span *h = check_span(L);
-    if (h->span == NULL) {
+    if (!has_ids(h)) {
         lua_pushliteral(L, "basalt.Span(no-op)");
         return 1;
     }
-    uint8_t id[8];
     char hex[17];
-    basalt_span_id(h->span, id);
-    basalt_hex_encode(id, 8, hex);
-    lua_pushfstring(L, "basalt.Span(%s %s)", basalt_kind_name(basalt_span_kind(h->span)), hex);
+    basalt_hex_encode(h->span_id, 8, hex);
+    lua_pushfstring(L, "basalt.Span(%s %s)", basalt_kind_name((basalt_kind)h->kind), hex);
     return 1;
 }
 
@@ -785,5 +809,13 @@ void lb_open_span(lua_State *L) {
     lua_setfield(L, -2, "__gc");
     lua_pushliteral(L, LB_SPAN_MT);
     lua_setfield(L, -2, "__name");
+    /* The block handles' metatable: the same without __gc. */
+    lua_createtable(L, 0, 3);
+    for (int i = 0; i < 3; i++) {
+        static const char *const shared[] = {"__index", "__tostring", "__name"};
+        lua_getfield(L, -2, shared[i]);
+        lua_setfield(L, -2, shared[i]);
+    }
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &BLOCK_MT_KEY);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &SPAN_MT_KEY);
 }

@@ -155,7 +155,7 @@ static int tracer_start_span(lua_State *L) {
             lua_pop(L, 1);
         }
     }
-    lb_push_span_in(L, lb_key_cache_refs(cache), span, LB_REF_SPAN);
+    lb_push_span_in(L, lb_key_cache_refs(cache), span);
     return 1;
 }
 

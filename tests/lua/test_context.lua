@@ -52,6 +52,38 @@ T.test("a coroutine collected while suspended inside a block ends that span once
   T.eq(n, 1)
 end)
 
+T.test("nested blocks of a collected coroutine end once each; a handle kept elsewhere goes inert", function()
+  mem:clear()
+  local kept
+  root(function()
+    local co = coroutine.create(function()
+      basalt.observe("outer", function()
+        basalt.observe("middle", function(s)
+          kept = s
+          basalt.observe("inner", function() coroutine.yield() end)
+        end)
+      end)
+    end)
+    coroutine.resume(co)
+    T.truthy(kept:is_recording(), "open while the coroutine is suspended")
+    co = nil
+    collectgarbage(); collectgarbage()
+    T.truthy(basalt.current_span():is_recording(), "the root is still current here")
+  end)
+  for _, name in ipairs({ "outer", "middle", "inner" }) do
+    local n = 0
+    for _, s in ipairs(mem:spans()) do if s.name == name then n = n + 1 end end
+    T.eq(n, 1, name)
+  end
+  T.eq(mem:find("inner").parent_span_id, mem:find("middle").span_id)
+  -- The kept handle outlived its coroutine: inert, its ids still readable.
+  T.falsy(kept:is_recording())
+  kept:set_attribute("late", 1):finish()
+  T.eq(mem:find("middle").attributes.late, nil)
+  T.eq(kept:span_id(), mem:find("middle").span_id)
+  T.eq(#mem:spans(), 4)
+end)
+
 T.test("errors inside a coroutine block propagate through resume and restore the coroutine's context", function()
   mem:clear()
   root(function()

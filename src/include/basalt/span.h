@@ -140,6 +140,9 @@ BASALT_API void basalt_span_trace_id(const basalt_span *s, uint8_t out[16]);
 BASALT_API void basalt_span_id(const basalt_span *s, uint8_t out[8]);
 BASALT_API bool basalt_span_is_recording(const basalt_span *s);
 BASALT_API basalt_kind basalt_span_kind(const basalt_span *s);
+/* The trace id, span id and kind in one call (zeros and BASALT_KIND_SPAN for NULL). */
+BASALT_API basalt_kind basalt_span_ids(const basalt_span *s, uint8_t trace_id[16],
+                                       uint8_t span_id[8]);
 /* True for start_observe spans (roots and nested traces). */
 BASALT_API bool basalt_span_is_trace(const basalt_span *s);
 
