@@ -133,7 +133,9 @@ function Span:is_recording() end
 --- Ends a span started with tracer:start_span (blocks end their own span).
 ---@return basalt.Span
 function Span:finish() end
---- A context with this span current, e.g. as `parent` of other spans.
+--- A context with this span current, e.g. as `parent` of other spans. Once the
+--- span's block has ended, the context has only the span's ids as its parent
+--- (like an extracted one), without the values the span propagated.
 ---@return basalt.Context
 function Span:context() end
 
