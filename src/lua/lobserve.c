@@ -63,6 +63,10 @@ static const char *push_traceback(lua_State *L, int err_idx) {
 static void end_block(lb_span *h) {
     if (!h->prev_ref) return;
     lb_refs *refs = h->refs;
+    if (!lb_span_of(h)) { /* the flow's finalizer ended it: its coroutine was resurrected */
+        h->prev_ref = 0;
+        return;
+    }
     lb_flow *flow = h->flow;
     basalt_span_end(h->span, 0);
     basalt_ctx_release(flow->cur);
@@ -80,7 +84,7 @@ static int finish_block(lua_State *L, int status, lua_KContext k) {
     lb_span *h = lua_touserdata(L, hidx);
     if (status != LUA_OK && status != LUA_YIELD) {
         int err = lua_gettop(L);
-        if (h->prev_ref) {
+        if (h->prev_ref && lb_span_of(h)) {
             const char *tb = push_traceback(L, err);
             lb_record_error(L, err, h->span, tb);
         }

@@ -84,6 +84,34 @@ T.test("nested blocks of a collected coroutine end once each; a handle kept else
   T.eq(#mem:spans(), 4)
 end)
 
+T.test("a coroutine a finalizer resumes after its flow ended its blocks finishes them as no-ops", function()
+  mem:clear()
+  local resumed, after
+  root(function()
+    -- Made before the coroutine's flow, so finalized after it (Lua runs
+    -- finalizers in reverse order of marking): the flow has ended "open" by
+    -- the time this resumes the coroutine inside that block.
+    local f = setmetatable({}, { __gc = function(o) resumed = coroutine.resume(o.co) end })
+    f.co = coroutine.create(function()
+      basalt.observe("open", function(s)
+        coroutine.yield()
+        s:set_attribute("after", 1)
+        after = s:is_recording()
+      end)
+      basalt.observe("later", function() end) -- the context the block restored is sound
+    end)
+    coroutine.resume(f.co)
+    f = nil
+    collectgarbage(); collectgarbage(); collectgarbage()
+  end)
+  T.eq(resumed, true)
+  T.eq(after, false)
+  local n = 0
+  for _, s in ipairs(mem:spans()) do if s.name == "open" then n = n + 1 end end
+  T.eq(n, 1)
+  T.eq(mem:find("open").attributes.after, nil)
+end)
+
 T.test("errors inside a coroutine block propagate through resume and restore the coroutine's context", function()
   mem:clear()
   root(function()
