@@ -157,6 +157,11 @@ static inline basalt_span *lb_span_of(lb_span *h) {
     return h->span;
 }
 
+/* ---- ltraceback.c ---- */
+/* Pushes a traceback of L1 from level on, after msg (may be NULL), like
+ * luaL_traceback but holding no memory a skipped finalizer could leak. */
+void lb_traceback(lua_State *L, lua_State *L1, const char *msg, int level);
+
 /* ---- argument errors ---- */
 /* Raises "bad argument #arg to 'fname' (msg)" with the public function name
  * (luaL_argerror would name it after the loaded module, 'basalt.core.x'). */

@@ -28,7 +28,7 @@ static int block_msgh(lua_State *L) {
     lua_createtable(L, 2, 0);
     lua_pushvalue(L, 1);
     lua_rawseti(L, -2, 1);
-    luaL_traceback(L, L, NULL, 1);
+    lb_traceback(L, L, NULL, 1);
     lua_rawseti(L, -2, 2);
     lua_pushthread(L);
     lua_insert(L, -2);
@@ -52,7 +52,7 @@ static const char *push_traceback(lua_State *L, int err_idx) {
         lua_pop(L, 1);
     }
     lua_pop(L, 2);
-    luaL_traceback(L, L, NULL, 1);
+    lb_traceback(L, L, NULL, 1);
     return lua_tostring(L, -1);
 }
 

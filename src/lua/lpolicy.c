@@ -116,7 +116,7 @@ int lb_safe_call(lua_State *L, int nargs, int nresults, const char *what) {
         if (msg == NULL)
             msg = lua_pushfstring(co, "(error object is a %s value)", luaL_typename(co, -1));
     }
-    luaL_traceback(L, co, msg, 0);
+    lb_traceback(L, co, msg, 0);
     basalt_log_once(BASALT_LOG_WARN, "%s failed and was ignored: %s", what, lua_tostring(L, -1));
     lua_pop(L, 2); /* traceback, thread (dropped: it may be suspended or dead) */
     return 0;
@@ -132,7 +132,7 @@ void lb_callback_bad_result(lua_State *L, int fn_idx, const char *what, const ch
         lua_pop(L, 1);
         lua_pushliteral(L, "?");
     }
-    luaL_traceback(L, L, problem, 1);
+    lb_traceback(L, L, problem, 1);
     basalt_log_once(BASALT_LOG_WARN,
                     "%s (function at %s) returned an unusable value and was "
                     "ignored: %s",

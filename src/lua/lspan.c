@@ -473,7 +473,7 @@ static int m_record_error(lua_State *L) {
     luaL_checkany(L, 2);
     if (h->span) {
         int top = lua_gettop(L);
-        luaL_traceback(L, L, NULL, 1);
+        lb_traceback(L, L, NULL, 1);
         lb_record_error(L, 2, h->span, lua_tostring(L, -1));
         lua_settop(L, top);
     }
