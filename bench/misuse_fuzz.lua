@@ -170,6 +170,11 @@ end
 
 local function make_coroutine(d)
   count("coroutine")
+  -- Made before the coroutine (so finalized after its flow): once both are
+  -- dropped, this finalizer resumes a coroutine whose open blocks are ended.
+  local resurrect = chance(0.25) and setmetatable({}, { __gc = function(o)
+    if o.co and coroutine.status(o.co) == "suspended" then coroutine.resume(o.co) end
+  end }) or nil
   local co = coroutine.create(function(...)
     basalt.observe({ name = "in-co" }, function(s)
       if chance(0.6) then coroutine.yield(s) end
@@ -182,8 +187,10 @@ local function make_coroutine(d)
   local n = R(0, 3)
   for _ = 1, n do
     if coroutine.status(co) ~= "suspended" then break end
-    coroutine.resume(co)
+    local ok, s = coroutine.resume(co)
+    if ok and s and chance(0.5) then keep({ kind = "span", v = s }) end -- a block's handle escapes
   end
+  if resurrect then resurrect.co = co end
   local r = R(4)
   if r == 1 then keep({ kind = "co", v = co })
   elseif r == 2 and coroutine.status(co) == "suspended" then coroutine.close(co) end

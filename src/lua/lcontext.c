@@ -38,7 +38,7 @@ static int flow_gc(lua_State *L) {
     basalt_ctx_release(f->cur);
     f->cur = NULL;
     if (f->cur_ref) lb_ref_free(f->refs, f->cur_ref);
-    f->cur_ref = 0; /* a coroutine a finalizer resurrected writes slot 0, never read */
+    f->cur_ref = 0; /* marks it finalized: lb_flow_lookup then makes a fresh flow */
     /* Blocks abandoned mid-way (the coroutine was collected inside them): end
      * each once, innermost first; a handle kept elsewhere sees its slot's
      * generation change and stops using the span. */
@@ -68,8 +68,12 @@ static lb_flow *lb_flow_lookup(lua_State *L) {
     lua_pushthread(L);
     if (lua_rawget(L, -2) == LUA_TUSERDATA) {
         lb_flow *f = lua_touserdata(L, -1);
-        lua_pop(L, 2);
-        return f;
+        if (f->cur_ref) {
+            lua_pop(L, 2);
+            return f;
+        }
+        /* Finalized: another finalizer resumed its coroutine. What the
+         * coroutine does now needs a flow that will be finalized again. */
     }
     lua_pop(L, 1);
     lb_refs *refs = lb_refs_lookup(L);

@@ -112,6 +112,26 @@ T.test("a coroutine a finalizer resumes after its flow ended its blocks finishes
   T.eq(mem:find("open").attributes.after, nil)
 end)
 
+T.test("a coroutine resumed after its flow was finalized gets a new one: its later blocks end too", function()
+  mem:clear()
+  root(function()
+    local f = setmetatable({}, { __gc = function(o) coroutine.resume(o.co) end })
+    f.co = coroutine.create(function()
+      basalt.observe("first", function() coroutine.yield() end)
+      -- Resumed by f's finalizer, after the flow's: a new trace, abandoned too.
+      basalt.start_observe({ name = "again", feature_slug = "f" }, function() coroutine.yield() end)
+    end)
+    coroutine.resume(f.co)
+    f = nil
+    for _ = 1, 4 do collectgarbage() end
+  end)
+  for _, name in ipairs({ "first", "again" }) do
+    local n = 0
+    for _, s in ipairs(mem:spans()) do if s.name == name then n = n + 1 end end
+    T.eq(n, 1, name)
+  end
+end)
+
 T.test("errors inside a coroutine block propagate through resume and restore the coroutine's context", function()
   mem:clear()
   root(function()
