@@ -89,9 +89,13 @@ static int tracer_start_span(lua_State *L) {
     bool unique = true;
     int more = 0; /* lua_next stopped at MAX_START_ATTRS: the rest follow the start */
     if (lua_istable(L, 3)) {
-        lua_getfield(L, 3, "kind");       /* 4 */
-        lua_getfield(L, 3, "parent");     /* 5 */
-        lua_getfield(L, 3, "attributes"); /* 6 */
+        /* The keys are upvalues: lua_getfield would find each C string's Lua string first. */
+        lua_pushvalue(L, lua_upvalueindex(2));
+        lua_gettable(L, 3); /* 4: kind */
+        lua_pushvalue(L, lua_upvalueindex(3));
+        lua_gettable(L, 3); /* 5: parent */
+        lua_pushvalue(L, lua_upvalueindex(4));
+        lua_gettable(L, 3); /* 6: attributes */
         o.kind = otel_kind(L, 4);
         if (!lua_isnil(L, 5)) {
             o.parent = lb_check_context(L, 5, 3, "start_span");
@@ -186,7 +190,10 @@ void lb_open_tracer(lua_State *L) {
     luaL_newmetatable(L, LB_TRACER_MT);
     luaL_newlibtable(L, methods);
     lb_push_key_cache(L);
-    luaL_setfuncs(L, methods, 1); /* upvalue: the key cache */
+    lua_pushliteral(L, "kind");
+    lua_pushliteral(L, "parent");
+    lua_pushliteral(L, "attributes");
+    luaL_setfuncs(L, methods, 4); /* upvalues: the key cache, the option names */
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
     lua_pushcfunction(L, l_tracer);
