@@ -745,7 +745,7 @@ int lb_read_prompt_opt(lua_State *L, int prompt, basalt_prompt_attrs *out) {
 
 void lb_apply_payload_opts(lua_State *L, int metadata, int input, int variables,
                            const basalt_prompt_attrs *prompt, basalt_span *span) {
-    if (span == NULL) return;
+    if (span == NULL || (!metadata && !input && !variables && !prompt)) return;
     int top = lua_gettop(L);
     if (metadata) metadata_into(L, span, metadata);
     if (input) payload(L, span, input, basalt_span_set_input);
