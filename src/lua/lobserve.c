@@ -311,6 +311,9 @@ static int observe_impl(lua_State *L, int root, int opts, int fn_idx, int args, 
     const char *fname = root ? "start_observe" : "observe";
     check_opts(L, opts, fname);
     check_callable(L, fn_idx, fname);
+    /* The room run_block needs, reserved before a span opens: raising once it
+     * has opened would lose the span and its context. */
+    luaL_checkstack(L, nargs + 4, "too many arguments");
     int top = lua_gettop(L);
     obs_fields f;
     gather_fields(L, opts, &f);

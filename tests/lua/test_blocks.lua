@@ -240,6 +240,19 @@ T.test("a span handle used after its block is a no-op", function()
   T.eq(#mem:spans(), 1, "ended once")
 end)
 
+T.test("a block with more arguments than the Lua stack holds raises before its span opens", function()
+  reset()
+  local t = {}
+  for i = 1, 600000 do t[i] = i end
+  local started = basalt.stats().spans_started
+  local ok, e = pcall(basalt.start_observe, { name = "many", feature_slug = "s" }, function() end,
+    table.unpack(t))
+  T.falsy(ok)
+  T.truthy(tostring(e):find("too many arguments", 1, true), tostring(e))
+  T.eq(basalt.stats().spans_started, started, "no span opened (so none is left open)")
+  T.eq(mem:find("many"), nil)
+end)
+
 T.test("a handle kept after its block still reads its span's ids, kind and context", function()
   reset()
   local kept
