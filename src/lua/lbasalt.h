@@ -159,7 +159,8 @@ static inline basalt_span *lb_span_of(lb_span *h) {
 
 /* ---- ltraceback.c ---- */
 /* Pushes a traceback of L1 from level on, after msg (may be NULL), like
- * luaL_traceback but holding no memory a skipped finalizer could leak. */
+ * luaL_traceback but holding no memory a skipped finalizer could leak, and
+ * never raising (without stack room it pushes a short note instead). */
 void lb_traceback(lua_State *L, lua_State *L1, const char *msg, int level);
 
 /* ---- argument errors ---- */

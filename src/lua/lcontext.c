@@ -32,8 +32,27 @@ static _Thread_local struct {
     unsigned long epoch;
 } flow_cache;
 
+/* True while co executes: it is the running coroutine or one that resumed it. */
+static bool executing(lua_State *L, lua_State *co) {
+    lua_Debug ar;
+    return co == L || (lua_status(co) == LUA_OK && lua_getstack(co, 0, &ar));
+}
+
 static int flow_gc(lua_State *L) {
     lb_flow *f = lua_touserdata(L, 1);
+    /* Another finalizer can resurrect the coroutine and resume it before this
+     * one runs; while it executes, code of its own holds this flow and its
+     * context. Then the flow is finalized in a later cycle instead: setting
+     * the metatable again marks it anew (at lua_close Lua does not, and the
+     * refs table releases what the flow holds). */
+    lua_getiuservalue(L, 1, 1);
+    lua_State *co = lua_tothread(L, -1);
+    lua_pop(L, 1);
+    if (co && executing(L, co)) {
+        lua_getmetatable(L, 1);
+        lua_setmetatable(L, 1);
+        return 0;
+    }
     atomic_fetch_add_explicit(&flow_epoch, 1, memory_order_relaxed);
     basalt_ctx_release(f->cur);
     f->cur = NULL;

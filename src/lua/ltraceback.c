@@ -49,7 +49,13 @@ static void push_where(lua_State *L, const lua_Debug *ar) {
 }
 
 void lb_traceback(lua_State *L, lua_State *L1, const char *msg, int level) {
-    luaL_checkstack(L, JOIN_EVERY + 8, "traceback");
+    /* Never raises: a block records its error with this before it ends, and at
+     * the Lua stack's limit a raise here would leave the block open. Callers
+     * are C functions, so one more slot is always there. */
+    if (!lua_checkstack(L, JOIN_EVERY + 8)) {
+        lua_pushliteral(L, "stack traceback: (no stack space left for it)");
+        return;
+    }
     int pieces = 0;
     if (msg) {
         lua_pushstring(L, msg);

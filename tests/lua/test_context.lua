@@ -132,6 +132,40 @@ T.test("a coroutine resumed after its flow was finalized gets a new one: its lat
   end
 end)
 
+T.test("a resurrected coroutine running again keeps its flow while the flow's finalizer is due", function()
+  -- A finalizer newer than the coroutine's flow resurrects the coroutine while
+  -- the flow's own finalizer is still pending; that one then runs, in a later
+  -- incremental step, while the coroutine is inside observe() again (here from
+  -- the prompt option's __index). The flow must wait for a later cycle.
+  mem:clear()
+  local saved
+  local function steps() for _ = 1, 30 do collectgarbage("step", 0) end end
+  collectgarbage("incremental", 100, 1, 1)
+  collectgarbage("stop")
+  root(function()
+    local co = coroutine.create(function()
+      basalt.observe("open", function()
+        coroutine.yield()
+        basalt.observe({ name = "child", prompt = setmetatable({}, { __index = function() steps() end }) },
+          function() end)
+      end)
+    end)
+    assert(coroutine.resume(co))
+    for _ = 1, 40 do setmetatable({}, { __gc = function() end }) end
+    setmetatable({ co = co }, { __gc = function(o) saved = o.co end })
+    co = nil
+  end)
+  local n = 0
+  while not saved and n < 100000 do collectgarbage("step", 0); n = n + 1 end
+  T.truthy(saved, "the coroutine was resurrected")
+  T.truthy(coroutine.resume(saved))
+  collectgarbage("restart")
+  collectgarbage("incremental", 200, 100, 13) -- Lua 5.4's defaults again
+  T.eq(mem:find("child").parent_span_id, mem:find("open").span_id)
+  saved = nil
+  collectgarbage(); collectgarbage()
+end)
+
 T.test("errors inside a coroutine block propagate through resume and restore the coroutine's context", function()
   mem:clear()
   root(function()
