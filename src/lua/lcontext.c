@@ -38,6 +38,18 @@ static bool executing(lua_State *L, lua_State *co) {
     return co == L || (lua_status(co) == LUA_OK && lua_getstack(co, 0, &ar));
 }
 
+/* When the coroutine held as uservalue 1 of the userdata at index 1 is
+ * executing, marks that userdata for finalization again and returns true. */
+static bool defer_while_executing(lua_State *L) {
+    lua_getiuservalue(L, 1, 1);
+    lua_State *co = lua_tothread(L, -1);
+    lua_pop(L, 1);
+    if (co == NULL || !executing(L, co)) return false;
+    lua_getmetatable(L, 1);
+    lua_setmetatable(L, 1);
+    return true;
+}
+
 static int flow_gc(lua_State *L) {
     lb_flow *f = lua_touserdata(L, 1);
     /* Another finalizer can resurrect the coroutine and resume it before this
@@ -45,14 +57,7 @@ static int flow_gc(lua_State *L) {
      * context. Then the flow is finalized in a later cycle instead: setting
      * the metatable again marks it anew (at lua_close Lua does not, and the
      * refs table releases what the flow holds). */
-    lua_getiuservalue(L, 1, 1);
-    lua_State *co = lua_tothread(L, -1);
-    lua_pop(L, 1);
-    if (co && executing(L, co)) {
-        lua_getmetatable(L, 1);
-        lua_setmetatable(L, 1);
-        return 0;
-    }
+    if (defer_while_executing(L)) return 0;
     atomic_fetch_add_explicit(&flow_epoch, 1, memory_order_relaxed);
     basalt_ctx_release(f->cur);
     f->cur = NULL;
@@ -206,7 +211,8 @@ static void guard_restore(lb_guard *g) {
 
 static int guard_gc(lua_State *L) {
     lb_guard *g = lua_touserdata(L, 1);
-    if (g->prev_ref) { /* the coroutine is gone: nothing to restore into */
+    if (defer_while_executing(L)) return 0; /* resurrected and running: it restores itself */
+    if (g->prev_ref) {                      /* the coroutine is gone: nothing to restore into */
         basalt_ctx_release(lb_ref_get(g->refs, g->prev_ref));
         lb_ref_free(g->refs, g->prev_ref);
         g->prev_ref = 0;
@@ -224,10 +230,12 @@ static int finish_in_context(lua_State *L, int status, lua_KContext k) {
 
 int lb_run_in_context(lua_State *L, basalt_ctx *ctx, int fn_idx, int nargs) {
     lb_flow *flow = lb_flow_get(L);
-    lb_guard *g = lua_newuserdatauv(L, sizeof *g, 0);
+    lb_guard *g = lua_newuserdatauv(L, sizeof *g, 1); /* uservalue: the coroutine (guard_gc) */
     g->refs = flow->refs;
     g->prev_ref = 0;
     luaL_setmetatable(L, LB_GUARD_MT);
+    lua_pushthread(L);
+    lua_setiuservalue(L, -2, 1);
     g->prev_ref = lb_ref_new(L, g->refs, LB_REF_CTX, flow->cur);
     g->flow = flow;
     lb_flow_set(flow, ctx);

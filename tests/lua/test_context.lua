@@ -166,6 +166,40 @@ T.test("a resurrected coroutine running again keeps its flow while the flow's fi
   collectgarbage(); collectgarbage()
 end)
 
+T.test("with_context in a resurrected coroutine restores its context though its guard's finalizer was due", function()
+  mem:clear()
+  local saved, after, open_id
+  local function steps() for _ = 1, 30 do collectgarbage("step", 0) end end
+  collectgarbage("incremental", 100, 1, 1)
+  collectgarbage("stop")
+  root(function()
+    local outer = basalt.capture() -- the root's: not the block's
+    local co = coroutine.create(function()
+      basalt.observe("open", function(s)
+        open_id = s:span_id()
+        basalt.with_context(outer, function()
+          coroutine.yield()
+          steps() -- the guard's and the flow's finalizers fall due here
+        end)
+        after = basalt.current_span():span_id()
+      end)
+    end)
+    assert(coroutine.resume(co))
+    for _ = 1, 40 do setmetatable({}, { __gc = function() end }) end
+    setmetatable({ co = co }, { __gc = function(o) saved = o.co end })
+    co = nil
+  end)
+  local n = 0
+  while not saved and n < 100000 do collectgarbage("step", 0); n = n + 1 end
+  T.truthy(saved, "the coroutine was resurrected")
+  T.truthy(coroutine.resume(saved))
+  collectgarbage("restart")
+  collectgarbage("incremental", 200, 100, 13) -- Lua 5.4's defaults again
+  T.eq(after, open_id, "the block's span is current again after with_context")
+  saved = nil
+  collectgarbage(); collectgarbage()
+end)
+
 T.test("errors inside a coroutine block propagate through resume and restore the coroutine's context", function()
   mem:clear()
   root(function()
