@@ -25,11 +25,12 @@
 /* Lua 5.4 can free a userdata without running its finalizer: a finalizer due
  * while LUAI_MAXCCALLS - 1 C calls are nested fails with "C stack overflow"
  * and is never retried. So each span, context or exporter reference a
- * userdata owns is also noted in its state's table, one tagged pointer a
- * reference, outside Lua memory: the finalizer frees its entries, and the
- * module's sentinel, finalized last at lua_close, releases the ones left by
- * userdata whose finalizer was skipped. One state runs in one OS thread at a
- * time and its finalizers run in that thread: the table needs no lock. */
+ * userdata owns is also noted in its state's table, one entry a reference,
+ * outside Lua memory: the finalizer (or, for a block's span and the context it
+ * restores, the block's end) frees its entries, and the module's sentinel,
+ * finalized last at lua_close, releases the ones left by userdata whose
+ * finalizer was skipped. One state runs in one OS thread at a time and its
+ * finalizers run in that thread: the table needs no lock. */
 enum {
     LB_REF_SPAN = 1,  /* a span reference */
     LB_REF_BLOCK = 2, /* a block's span: ended (if it is not yet) when released */
