@@ -216,7 +216,8 @@ lb_span *lb_push_span(lua_State *L, basalt_span *span);
 lb_span *lb_push_span_in(lua_State *L, lb_refs *refs, basalt_span *span);
 /* Pushes the handle of a block's span in flow: span (owned) goes to the new
  * refs slot h->span_ref, the flow's current context to h->prev_ref (to be
- * restored). The handle has no finalizer. Raises before noting anything. */
+ * restored). The handle has no finalizer. Raises only when out of memory,
+ * never once the context is noted (the span's slot then ends it at lua_close). */
 lb_span *lb_push_block_span(lua_State *L, lb_flow *flow, basalt_span *span);
 /* A state's cache of interned attribute keys (lspan.c). */
 typedef struct lb_key_cache lb_key_cache;

@@ -100,7 +100,7 @@ static int finish_block(lua_State *L, int status, lua_KContext k) {
 /* Runs fn (with the span handle first when pass_span) inside the span's context. */
 static int run_block(lua_State *L, lb_flow *flow, basalt_span *span, basalt_ctx *ctx, int fn_idx,
                      int args, int nargs, int pass_span) {
-    luaL_checkstack(L, nargs + 4, "too many arguments");
+    /* observe_impl reserved the nargs + 4 slots used here before the span opened. */
     lb_span *h = lb_push_block_span(L, flow, span); /* raises only before the swap */
     int hidx = lua_gettop(L);
     /* The block joins its coroutine's chain of open blocks (see lb_flow). */
@@ -124,7 +124,7 @@ static int finish_plain(lua_State *L, int status, lua_KContext k) {
 
 /* No span (outside a trace, or disabled): the block still runs, with a no-op handle. */
 static int run_noop(lua_State *L, int fn_idx, int args, int nargs, int pass_span) {
-    luaL_checkstack(L, nargs + 3, "too many arguments");
+    /* observe_impl reserved the nargs + 3 slots used here. */
     int base = lua_gettop(L);
     lua_pushvalue(L, fn_idx);
     if (pass_span) lua_rawgetp(L, LUA_REGISTRYINDEX, &NOOP_KEY);
@@ -311,8 +311,8 @@ static int observe_impl(lua_State *L, int root, int opts, int fn_idx, int args, 
     const char *fname = root ? "start_observe" : "observe";
     check_opts(L, opts, fname);
     check_callable(L, fn_idx, fname);
-    /* The room run_block needs, reserved before a span opens: raising once it
-     * has opened would lose the span and its context. */
+    /* The room run_block (and run_noop) need, reserved before a span opens:
+     * raising once it has opened would lose the span and its context. */
     luaL_checkstack(L, nargs + 4, "too many arguments");
     int top = lua_gettop(L);
     obs_fields f;

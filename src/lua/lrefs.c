@@ -69,8 +69,7 @@ size_t lb_refs_close(lb_refs *r) {
     for (uint32_t i = 1; i < r->cap && r->in_use; i++) {
         uintptr_t v = r->slot[i].v;
         if ((v & LB_REF_TAG_MASK) == 0) continue; /* free */
-        release(v);
-        lb_ref_free(r, i);
+        lb_ref_release(r, i);
         n += (v & ~(uintptr_t)LB_REF_TAG_MASK) != 0;
     }
     if (r->cap) free(r->slot);
